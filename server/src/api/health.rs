@@ -1,0 +1,46 @@
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` / `ready`, or `unavailable` when a dependency is down.
+    pub status: &'static str,
+    pub database: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        database: "unchecked",
+    })
+}
+
+/// Readiness: the database answers a query.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, body = Health),
+    (status = 503, body = Health),
+))]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = state
+        .db
+        .run(|conn| {
+            use diesel::connection::SimpleConnection;
+            Ok(conn.batch_execute("SELECT 1")?)
+        })
+        .await;
+    match database {
+        Ok(()) => HttpResponse::Ok().json(Health {
+            status: "ready",
+            database: "ok",
+        }),
+        Err(_) => HttpResponse::ServiceUnavailable().json(Health {
+            status: "unavailable",
+            database: "unavailable",
+        }),
+    }
+}

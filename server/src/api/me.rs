@@ -1,0 +1,73 @@
+//! The signed-in user's own account.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::accounts::UserView;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::{AppError, ErrorBody};
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateMeRequest {
+    /// 1–64 characters after trimming.
+    pub display_name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// 8–128 characters.
+    pub new_password: String,
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/me", tag = "me", security(("bearer" = [])), responses(
+    (status = 200, body = UserView),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn get(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+) -> Result<web::Json<UserView>, AppError> {
+    Ok(web::Json(state.accounts.me(&auth).await?))
+}
+
+/// Change the display name.
+#[utoipa::path(patch, path = "/api/me", tag = "me", security(("bearer" = [])), request_body = UpdateMeRequest, responses(
+    (status = 200, body = UserView),
+    (status = 401, body = ErrorBody),
+    (status = 422, body = ErrorBody),
+))]
+pub async fn update(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    body: web::Json<UpdateMeRequest>,
+) -> Result<web::Json<UserView>, AppError> {
+    Ok(web::Json(
+        state
+            .accounts
+            .update_display_name(&auth, &body.display_name)
+            .await?,
+    ))
+}
+
+/// Change the password; every other session is signed out.
+#[utoipa::path(put, path = "/api/me/password", tag = "me", security(("bearer" = [])), request_body = ChangePasswordRequest, responses(
+    (status = 204, description = "changed"),
+    (status = 401, body = ErrorBody),
+    (status = 422, description = "`validation_failed`: `current_password` is `incorrect`, or `new_password` is invalid", body = ErrorBody),
+))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    body: web::Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    state
+        .accounts
+        .change_password(&auth, body.current_password, body.new_password)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

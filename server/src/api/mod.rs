@@ -1,0 +1,7 @@
+//! HTTP handlers: parse the request, call the service, shape the response. One file per resource.
+
+pub mod auth;
+pub mod health;
+pub mod me;
+pub mod openapi;
+pub mod users;

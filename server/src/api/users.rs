@@ -1,0 +1,66 @@
+//! Finding other users.
+
+use actix_web::web;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::accounts::UserView;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::{AppError, ErrorBody};
+
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 100;
+
+#[derive(Deserialize, IntoParams)]
+pub struct SearchQuery {
+    /// User-name prefix, case-insensitive. Empty lists everyone.
+    #[serde(default)]
+    pub q: String,
+    /// Page size, 1–100 (default 20).
+    pub limit: Option<usize>,
+    /// Cursor: the `next_after` of the previous page.
+    pub after: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserView>,
+    /// Present when another page follows.
+    pub next_after: Option<String>,
+}
+
+/// Search users by name prefix.
+#[utoipa::path(get, path = "/api/users", tag = "users", security(("bearer" = [])), params(SearchQuery), responses(
+    (status = 200, body = UserList),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn search(
+    state: web::Data<AppState>,
+    _auth: AuthUser,
+    query: web::Query<SearchQuery>,
+) -> Result<web::Json<UserList>, AppError> {
+    let query = query.into_inner();
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let page = state.accounts.search(&query.q, query.after, limit).await?;
+    Ok(web::Json(UserList {
+        users: page.users,
+        next_after: page.next_after,
+    }))
+}
+
+/// A user's public profile.
+#[utoipa::path(get, path = "/api/users/{username}", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path, description = "case-insensitive")),
+    responses(
+        (status = 200, body = UserView),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+))]
+pub async fn profile(
+    state: web::Data<AppState>,
+    _auth: AuthUser,
+    username: web::Path<String>,
+) -> Result<web::Json<UserView>, AppError> {
+    Ok(web::Json(state.accounts.profile(&username).await?))
+}

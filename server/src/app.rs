@@ -1,0 +1,114 @@
+//! Builds the application: state, middleware, routes, and the bound HTTP server.
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::{App, HttpServer, web};
+
+use crate::accounts::Accounts;
+use crate::auth::{PasswordHasher, TokenIssuer};
+use crate::config::Settings;
+use crate::db::{Db, StartupError};
+
+/// Everything handlers share. Cloned per worker; every field is a cheap handle.
+pub struct AppState {
+    pub db: Db,
+    pub accounts: Accounts,
+    pub tokens: TokenIssuer,
+}
+
+impl AppState {
+    pub fn new(settings: &Settings, db: Db) -> Self {
+        let tokens = TokenIssuer::new(&settings.jwt_secret, settings.access_token_ttl);
+        let accounts = Accounts::new(
+            db.clone(),
+            PasswordHasher::new(settings.bcrypt_cost),
+            tokens.clone(),
+            settings.refresh_token_ttl,
+        );
+        Self {
+            db,
+            accounts,
+            tokens,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Database(#[from] StartupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the database and applies pending migrations (blocking: call off the async workers).
+pub fn open_database(settings: &Settings) -> Result<Db, StartupError> {
+    let db = Db::connect(&settings.database_url, settings.database_pool_size)?;
+    let applied = db.migrate(&settings.database_url)?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "applied migrations");
+    }
+    Ok(db)
+}
+
+/// A bound, not yet running server. Tests bind port 0 and read the port from [`Self::addr`].
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, RunError> {
+        let db_settings = settings.clone();
+        let db = web::block(move || open_database(&db_settings))
+            .await
+            .map_err(std::io::Error::other)??;
+        tracing::info!(backend = %db.backend(), "database ready");
+        let state = web::Data::new(AppState::new(&settings, db));
+
+        let listener = TcpListener::bind(settings.bind).map_err(|source| RunError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+        let addr = listener.local_addr()?;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(ErrorHandlers::new().default_handler(crate::routes::json_error_body))
+                // %U is the path without the query string: nothing secret reaches the log.
+                .wrap(
+                    Logger::new("%{method}xi %U %s %b %Dms")
+                        .custom_request_replace("method", |req| req.method().to_string()),
+                )
+                .configure(crate::routes::configure)
+        })
+        .listen(listener)?;
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        tracing::info!(%addr, "listening");
+        Ok(Self {
+            server: server.run(),
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

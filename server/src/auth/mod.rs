@@ -1,0 +1,9 @@
+//! Authentication: password hashing, tokens, and the [`AuthUser`] extractor.
+
+mod extractor;
+pub mod password;
+pub mod tokens;
+
+pub use extractor::AuthUser;
+pub use password::PasswordHasher;
+pub use tokens::TokenIssuer;

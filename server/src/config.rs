@@ -1,0 +1,375 @@
+//! Configuration: defaults, then an optional TOML file, then `PYCHAT_*` environment variables.
+//!
+//! [`RawSettings`] is what the sources say; [`Settings`] is the checked result the server runs
+//! with. Every check names the setting it rejects, so a bad value stops the server with one line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::db::DatabaseUrl;
+
+pub const ENV_PREFIX: &str = "PYCHAT_";
+const MIN_SECRET_BYTES: usize = 32;
+const SECRET_FILE: &str = "jwt_secret";
+
+/// A value that must never reach a log: its `Debug` and `Display` print a placeholder.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Settings as the sources state them, before any check.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub database_pool_size: u32,
+    pub redis_url: Option<String>,
+    pub jwt_secret: Option<Secret>,
+    pub bcrypt_cost: u32,
+    pub log: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub workers: Option<usize>,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_pool_size: 16,
+            redis_url: None,
+            jwt_secret: None,
+            bcrypt_cost: 12,
+            log: "info".into(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 60 * 60,
+            workers: None,
+        }
+    }
+}
+
+/// A setting that cannot be used, named the way the operator wrote it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            setting: env_name(field),
+            message: message.into(),
+        }
+    }
+}
+
+fn env_name(field: &str) -> String {
+    format!("{ENV_PREFIX}{}", field.to_ascii_uppercase())
+}
+
+impl RawSettings {
+    const KEYS: &'static [&'static str] = &[
+        "bind",
+        "data_dir",
+        "database_url",
+        "database_pool_size",
+        "redis_url",
+        "jwt_secret",
+        "bcrypt_cost",
+        "log",
+        "access_token_ttl_secs",
+        "refresh_token_ttl_secs",
+        "workers",
+    ];
+
+    /// Reads defaults, then `config_file` (if any), then the environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(path) = config_file {
+            if !path.is_file() {
+                return Err(ConfigError {
+                    setting: "--config".into(),
+                    message: format!("no such file: {}", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Only known names are read from the environment: other PYCHAT_* variables (the test
+        // suite's, say) belong to other tools. The TOML file, by contrast, rejects unknown keys.
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).only(Self::KEYS));
+        figment.extract().map_err(|err| {
+            let field = err.path.last().cloned().unwrap_or_default();
+            let setting = if field.is_empty() {
+                "configuration".to_string()
+            } else {
+                env_name(&field)
+            };
+            ConfigError {
+                setting,
+                message: err.kind.to_string(),
+            }
+        })
+    }
+
+    /// Checks every value and resolves the derived ones (database URL, JWT secret).
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let bind: SocketAddr = self.bind.parse().map_err(|_| {
+            ConfigError::new(
+                "bind",
+                format!(
+                    "expected host:port such as 127.0.0.1:8080, got {:?}",
+                    self.bind
+                ),
+            )
+        })?;
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return Err(ConfigError::new(
+                "bcrypt_cost",
+                format!("must be between 4 and 31, got {}", self.bcrypt_cost),
+            ));
+        }
+        if self.database_pool_size == 0 {
+            return Err(ConfigError::new("database_pool_size", "must be at least 1"));
+        }
+        if self.access_token_ttl_secs < 30 {
+            return Err(ConfigError::new(
+                "access_token_ttl_secs",
+                "must be at least 30 seconds",
+            ));
+        }
+        if self.refresh_token_ttl_secs <= self.access_token_ttl_secs {
+            return Err(ConfigError::new(
+                "refresh_token_ttl_secs",
+                "must be longer than PYCHAT_ACCESS_TOKEN_TTL_SECS",
+            ));
+        }
+        if self.workers == Some(0) {
+            return Err(ConfigError::new("workers", "must be at least 1"));
+        }
+        let database_url = match &self.database_url {
+            Some(url) => DatabaseUrl::parse(url)
+                .map_err(|message| ConfigError::new("database_url", message))?,
+            None => DatabaseUrl::sqlite_file(self.data_dir.join("pychat.sqlite3")),
+        };
+        let redis_url = match &self.redis_url {
+            Some(url) if !url.starts_with("redis://") && !url.starts_with("rediss://") => {
+                return Err(ConfigError::new(
+                    "redis_url",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+            other => other.clone().map(Secret::new),
+        };
+        let jwt_secret = match self.jwt_secret {
+            Some(secret) => {
+                check_secret_length(&secret).map_err(|m| ConfigError::new("jwt_secret", m))?;
+                secret
+            }
+            None => load_or_create_secret(&self.data_dir)?,
+        };
+        Ok(Settings {
+            bind,
+            data_dir: self.data_dir,
+            database_url,
+            database_pool_size: self.database_pool_size,
+            redis_url,
+            jwt_secret,
+            bcrypt_cost: self.bcrypt_cost,
+            log: self.log,
+            access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
+            refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_secs),
+            workers: self.workers,
+        })
+    }
+}
+
+fn check_secret_length(secret: &Secret) -> Result<(), String> {
+    let len = secret.expose().len();
+    if len < MIN_SECRET_BYTES {
+        return Err(format!(
+            "must be at least {MIN_SECRET_BYTES} bytes, got {len}"
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps a generated secret in the data directory so tokens survive a restart.
+fn load_or_create_secret(data_dir: &Path) -> Result<Secret, ConfigError> {
+    let path = data_dir.join(SECRET_FILE);
+    let data_dir_error =
+        |err: std::io::Error| ConfigError::new("data_dir", format!("{}: {err}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(contents) => {
+            let secret = Secret::new(contents.trim());
+            check_secret_length(&secret).map_err(|m| {
+                ConfigError::new("data_dir", format!("{}: secret {m}", path.display()))
+            })?;
+            Ok(secret)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(data_dir_error)?;
+            let secret = Secret::new(crate::auth::tokens::random_token(48));
+            write_private_file(&path, secret.expose()).map_err(data_dir_error)?;
+            tracing::info!(path = %path.display(), "generated a new JWT secret");
+            Ok(secret)
+        }
+        Err(err) => Err(data_dir_error(err)),
+    }
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// Checked settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: DatabaseUrl,
+    pub database_pool_size: u32,
+    pub redis_url: Option<Secret>,
+    pub jwt_secret: Secret,
+    pub bcrypt_cost: u32,
+    pub log: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub workers: Option<usize>,
+}
+
+impl Settings {
+    /// Logs the effective configuration; secrets and URL passwords are redacted.
+    pub fn log_effective(&self) {
+        tracing::info!(
+            bind = %self.bind,
+            data_dir = %self.data_dir.display(),
+            database = %self.database_url.redacted(),
+            database_pool_size = self.database_pool_size,
+            redis = %self.redis_url.as_ref().map_or("in-process".to_string(), |url| redact_url(url.expose())),
+            jwt_secret = "[redacted]",
+            bcrypt_cost = self.bcrypt_cost,
+            access_token_ttl_secs = self.access_token_ttl.as_secs(),
+            refresh_token_ttl_secs = self.refresh_token_ttl.as_secs(),
+            workers = self.workers.map_or("auto".to_string(), |w| w.to_string()),
+            "effective configuration"
+        );
+    }
+}
+
+/// Replaces a URL's password, if any, with `***`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                // set_password fails only for URLs that cannot have one, which this one has.
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "[unparseable url]".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let secret = Secret::new("super-secret-value-that-is-long-enough");
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+    }
+
+    #[test]
+    fn redacts_url_password() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/pychat"),
+            "postgres://app:***@db:5432/pychat"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+
+    #[test]
+    fn rejects_short_secret_naming_the_setting() {
+        let raw = RawSettings {
+            jwt_secret: Some(Secret::new("short")),
+            ..RawSettings::default()
+        };
+        let err = raw.resolve().expect_err("short secret accepted");
+        assert_eq!(err.setting, "PYCHAT_JWT_SECRET");
+    }
+
+    #[test]
+    fn rejects_bad_bcrypt_cost() {
+        let raw = RawSettings {
+            bcrypt_cost: 3,
+            jwt_secret: Some(Secret::new("x".repeat(32))),
+            ..RawSettings::default()
+        };
+        let err = raw.resolve().expect_err("cost 3 accepted");
+        assert_eq!(err.setting, "PYCHAT_BCRYPT_COST");
+    }
+
+    #[test]
+    fn generated_secret_is_private_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = load_or_create_secret(dir.path()).expect("create");
+        let second = load_or_create_secret(dir.path()).expect("reload");
+        assert_eq!(first.expose(), second.expose());
+        assert!(first.expose().len() >= MIN_SECRET_BYTES);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The one error type of the API. Clients switch on [`ErrorCode`], never on message text.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Stable, snake_case error codes: part of the API contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not well-formed JSON.
+    InvalidJson,
+    /// The JSON is well-formed but does not have the expected shape (missing field, wrong type).
+    InvalidBody,
+    /// A query-string parameter is missing or malformed.
+    InvalidQuery,
+    /// One or more fields failed validation; see `fields`.
+    ValidationFailed,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    UsernameTaken,
+    InvalidCredentials,
+    /// No access token was presented.
+    MissingToken,
+    /// The token is malformed, expired, forged, revoked, or names a user that no longer exists.
+    InvalidToken,
+    /// A refresh token was presented twice; the whole session has been revoked.
+    RefreshTokenReused,
+    UserNotFound,
+    DatabaseUnavailable,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidJson | Self::InvalidQuery => StatusCode::BAD_REQUEST,
+            Self::InvalidBody | Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound | Self::UserNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UsernameTaken => StatusCode::CONFLICT,
+            Self::InvalidCredentials
+            | Self::MissingToken
+            | Self::InvalidToken
+            | Self::RefreshTokenReused => StatusCode::UNAUTHORIZED,
+            Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code for a response that carries no code of ours (actix's own 404, 405, …).
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::UNAUTHORIZED => Self::InvalidToken,
+            StatusCode::SERVICE_UNAVAILABLE => Self::DatabaseUnavailable,
+            status if status.is_client_error() => Self::InvalidBody,
+            _ => Self::InternalError,
+        }
+    }
+}
+
+/// One field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: &'static str,
+    /// Stable snake_case reason: `required`, `too_short`, `too_long`, `invalid_characters`, `reserved`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+}
+
+/// Every error response has this body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug)]
+pub struct AppError {
+    code: ErrorCode,
+    message: String,
+    fields: Vec<FieldError>,
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    pub fn validation(fields: Vec<FieldError>) -> Self {
+        let message = fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            code: ErrorCode::ValidationFailed,
+            message,
+            fields,
+        }
+    }
+
+    /// An unexpected failure: logged here in full, reported to the client without detail.
+    pub fn internal(err: impl fmt::Display) -> Self {
+        tracing::error!(error = %err, "internal error");
+        Self::new(ErrorCode::InternalError, "internal server error")
+    }
+
+    pub fn database_unavailable(err: impl fmt::Display) -> Self {
+        tracing::error!(error = %err, "database unavailable");
+        Self::new(
+            ErrorCode::DatabaseUnavailable,
+            "the database is unavailable; try again shortly",
+        )
+    }
+
+    pub fn invalid_token() -> Self {
+        Self::new(ErrorCode::InvalidToken, "the access token is not valid")
+    }
+
+    pub fn user_not_found(username: &str) -> Self {
+        Self::new(
+            ErrorCode::UserNotFound,
+            format!("no user named {username:?}"),
+        )
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+                fields: self.fields.clone(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for AppError {}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::internal(err)
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if self.code.status() == StatusCode::UNAUTHORIZED {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_snake_case() {
+        let json = serde_json::to_value(ErrorCode::RefreshTokenReused).expect("serialize");
+        assert_eq!(json, "refresh_token_reused");
+    }
+
+    #[test]
+    fn validation_error_lists_fields() {
+        let err = AppError::validation(vec![FieldError {
+            field: "username",
+            code: "too_short",
+            message: "must be at least 3 characters".into(),
+        }]);
+        let body = serde_json::to_value(err.body()).expect("serialize");
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert_eq!(body["error"]["fields"][0]["field"], "username");
+        assert_eq!(err.status_code(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}

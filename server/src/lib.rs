@@ -1,0 +1,14 @@
+//! pychat: a self-hostable chat and calling server.
+//!
+//! The binary in `main.rs` only parses the command line; everything it runs is built here so
+//! that tests start the very same application.
+
+pub mod accounts;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod routes;
+pub mod telemetry;
