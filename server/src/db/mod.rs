@@ -191,15 +191,14 @@ pub struct Db {
 
 impl Db {
     pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Self, StartupError> {
-        if url.backend == Backend::Sqlite {
-            if let Some(parent) = std::path::Path::new(&url.target).parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|source| StartupError::CreateDir {
-                        path: url.redacted(),
-                        source,
-                    })?;
-                }
-            }
+        if url.backend == Backend::Sqlite
+            && let Some(parent) = std::path::Path::new(&url.target).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| StartupError::CreateDir {
+                path: url.redacted(),
+                source,
+            })?;
         }
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system libraries the build links against, when they are missing (Debian/Ubuntu).
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+
+missing=()
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# diesel's MySQL driver links libmysqlclient (MariaDB's Connector/C provides it).
+if ! pkg-config --exists libmariadb 2>/dev/null && ! pkg-config --exists mysqlclient 2>/dev/null; then
+  missing+=(libmariadb-dev libmariadb-dev-compat)
+fi
+# diesel's PostgreSQL driver links libpq.
+pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

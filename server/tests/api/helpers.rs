@@ -1,0 +1,322 @@
+//! Spawns the real application on port 0 with its own fresh database, per test and backend.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, MysqlConnection, PgConnection};
+use pychat::app::Application;
+use pychat::config::{RawSettings, Secret, Settings};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Backend {
+    fn admin_url_var(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("PYCHAT_TEST_POSTGRES_URL"),
+            Self::Mysql => Some("PYCHAT_TEST_MYSQL_URL"),
+        }
+    }
+}
+
+/// A database made for one test and dropped after it.
+pub struct TestDb {
+    pub url: String,
+    backend: Backend,
+    admin_url: Option<String>,
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+fn unique_name() -> String {
+    format!(
+        "pychat_test_{}",
+        pychat::auth::tokens::random_token(9)
+            .to_lowercase()
+            .replace(['-', '_'], "x")
+    )
+}
+
+fn with_database(admin_url: &str, name: &str) -> String {
+    let mut url = url::Url::parse(admin_url).expect("admin URL parses");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+impl TestDb {
+    /// `None` when the backend's URL is not set (outside CI): the test is skipped, and says so.
+    pub fn create(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = unique_name();
+        let Some(var) = backend.admin_url_var() else {
+            let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+            return Some(Self {
+                url,
+                backend,
+                admin_url: None,
+                name,
+                dir,
+            });
+        };
+        let Ok(admin_url) = std::env::var(var) else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{var} must be set under CI=true: every backend runs in CI");
+            }
+            eprintln!("skipped: {var} is not set");
+            return None;
+        };
+        match backend {
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(&admin_url).expect("connect to PostgreSQL");
+                conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create database");
+            }
+            Backend::Mysql => {
+                let mut conn = MysqlConnection::establish(&admin_url).expect("connect to MySQL");
+                conn.batch_execute(&format!(
+                    "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                ))
+                .expect("create database");
+            }
+            Backend::Sqlite => unreachable!(),
+        }
+        Some(Self {
+            url: with_database(&admin_url, &name),
+            backend,
+            admin_url: Some(admin_url),
+            name,
+            dir,
+        })
+    }
+
+    /// A direct connection, for checks and for changes no endpoint makes (deleting a user).
+    pub fn connect(&self) -> pychat::db::Db {
+        let url = pychat::db::DatabaseUrl::parse(&self.url).expect("test URL parses");
+        pychat::db::Db::connect(&url, 1).expect("connect to test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(admin_url) = &self.admin_url else {
+            return;
+        };
+        let drop_sql = match self.backend {
+            Backend::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            Backend::Mysql => format!("DROP DATABASE IF EXISTS {}", self.name),
+            Backend::Sqlite => return,
+        };
+        let outcome = match self.backend {
+            Backend::Postgres => PgConnection::establish(admin_url)
+                .map_err(|e| e.to_string())
+                .and_then(|mut c| c.batch_execute(&drop_sql).map_err(|e| e.to_string())),
+            _ => MysqlConnection::establish(admin_url)
+                .map_err(|e| e.to_string())
+                .and_then(|mut c| c.batch_execute(&drop_sql).map_err(|e| e.to_string())),
+        };
+        if let Err(err) = outcome {
+            eprintln!("could not drop test database {}: {err}", self.name);
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Sends the stop command now; the workers release the database before it is dropped.
+        drop(self.handle.stop(false));
+    }
+}
+
+pub fn settings_for(db: &TestDb) -> Settings {
+    RawSettings {
+        bind: "127.0.0.1:0".into(),
+        data_dir: db.dir.path().to_path_buf(),
+        database_url: Some(db.url.clone()),
+        database_pool_size: 4,
+        jwt_secret: Some(Secret::new(JWT_SECRET)),
+        bcrypt_cost: 4,
+        workers: Some(1),
+        ..RawSettings::default()
+    }
+    .resolve()
+    .expect("test settings are valid")
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let db = TestDb::create(backend)?;
+    let app = Application::build(settings_for(&db))
+        .await
+        .expect("application builds");
+    let addr = app.addr();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    Some(TestApp {
+        addr,
+        client,
+        db,
+        handle,
+    })
+}
+
+/// A response reduced to what tests check.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+}
+
+/// Tokens of a signed-in test user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        reply(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.request(Method::POST, path, None, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn register(&self, username: &str) -> Session {
+        let reply = self
+            .post(
+                "/api/auth/register",
+                json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "register {username}: {:?}",
+            reply.body
+        );
+        session_from(&reply)
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        self.post(
+            "/api/auth/login",
+            json!({"username": username, "password": password}),
+        )
+        .await
+    }
+}
+
+pub fn session_from(reply: &Reply) -> Session {
+    Session {
+        access: reply.body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string(),
+        refresh: reply.body["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_string(),
+    }
+}
+
+pub async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body read");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("body is not JSON: {text:?}"))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Runs each listed `async fn(TestApp)` once per backend, as `<name>::sqlite`, `::postgres`
+/// and `::mysql`, so the output names the backend of every run.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                use $crate::helpers::{Backend, spawn_app};
+
+                #[actix_web::test]
+                async fn sqlite() {
+                    if let Some(app) = spawn_app(Backend::Sqlite).await {
+                        super::$name(app).await;
+                    }
+                }
+
+                #[actix_web::test]
+                async fn postgres() {
+                    if let Some(app) = spawn_app(Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+
+                #[actix_web::test]
+                async fn mysql() {
+                    if let Some(app) = spawn_app(Backend::Mysql).await {
+                        super::$name(app).await;
+                    }
+                }
+            }
+        )+
+    };
+}

@@ -1,0 +1,8 @@
+//! Integration tests: real HTTP against the real application, one fresh database per test.
+
+mod accounts;
+mod cli;
+mod errors;
+mod helpers;
+mod openapi;
+mod tokens;
