@@ -8,14 +8,22 @@ use actix_web::{App, HttpServer, web};
 
 use crate::accounts::Accounts;
 use crate::auth::{PasswordHasher, TokenIssuer};
+use crate::bus::Bus;
+use crate::chat::{Chat, ChatLimits};
 use crate::config::Settings;
 use crate::db::{Db, StartupError};
+use crate::ws::WsLimits;
+use crate::ws::hub::Hub;
+use crate::ws::ticket::Tickets;
 
 /// Everything handlers share. Cloned per worker; every field is a cheap handle.
 pub struct AppState {
     pub db: Db,
     pub accounts: Accounts,
     pub tokens: TokenIssuer,
+    pub chat: Chat,
+    pub tickets: Tickets,
+    pub ws_limits: WsLimits,
 }
 
 impl AppState {
@@ -27,10 +35,22 @@ impl AppState {
             tokens.clone(),
             settings.refresh_token_ttl,
         );
+        let bus = Bus::in_process(Hub::new());
+        let chat = Chat::new(
+            db.clone(),
+            bus,
+            ChatLimits {
+                replay_page: 200,
+                replay_max: settings.replay_max,
+            },
+        );
         Self {
             db,
             accounts,
             tokens,
+            chat,
+            tickets: Tickets::default(),
+            ws_limits: settings.ws,
         }
     }
 }

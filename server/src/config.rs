@@ -13,6 +13,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::db::DatabaseUrl;
+use crate::ws::WsLimits;
 
 pub const ENV_PREFIX: &str = "PYCHAT_";
 const MIN_SECRET_BYTES: usize = 32;
@@ -54,6 +55,12 @@ pub struct RawSettings {
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     pub workers: Option<usize>,
+    pub ws_heartbeat_interval_secs: u64,
+    pub ws_client_timeout_secs: u64,
+    pub ws_rate_per_sec: f64,
+    pub ws_rate_burst: f64,
+    pub ws_outbound_queue: usize,
+    pub replay_max: i64,
 }
 
 impl Default for RawSettings {
@@ -70,6 +77,12 @@ impl Default for RawSettings {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 60 * 60,
             workers: None,
+            ws_heartbeat_interval_secs: 20,
+            ws_client_timeout_secs: 60,
+            ws_rate_per_sec: 30.0,
+            ws_rate_burst: 60.0,
+            ws_outbound_queue: 256,
+            replay_max: 1000,
         }
     }
 }
@@ -108,6 +121,12 @@ impl RawSettings {
         "access_token_ttl_secs",
         "refresh_token_ttl_secs",
         "workers",
+        "ws_heartbeat_interval_secs",
+        "ws_client_timeout_secs",
+        "ws_rate_per_sec",
+        "ws_rate_burst",
+        "ws_outbound_queue",
+        "replay_max",
     ];
 
     /// Reads defaults, then `config_file` (if any), then the environment.
@@ -174,6 +193,35 @@ impl RawSettings {
         if self.workers == Some(0) {
             return Err(ConfigError::new("workers", "must be at least 1"));
         }
+        if self.ws_heartbeat_interval_secs == 0 {
+            return Err(ConfigError::new(
+                "ws_heartbeat_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.ws_client_timeout_secs <= self.ws_heartbeat_interval_secs {
+            return Err(ConfigError::new(
+                "ws_client_timeout_secs",
+                "must be longer than PYCHAT_WS_HEARTBEAT_INTERVAL_SECS",
+            ));
+        }
+        // Written to also reject NaN.
+        if !self.ws_rate_per_sec.is_finite()
+            || self.ws_rate_per_sec <= 0.0
+            || !self.ws_rate_burst.is_finite()
+            || self.ws_rate_burst < 1.0
+        {
+            return Err(ConfigError::new(
+                "ws_rate_per_sec",
+                "PYCHAT_WS_RATE_PER_SEC must be above 0 and PYCHAT_WS_RATE_BURST at least 1",
+            ));
+        }
+        if self.ws_outbound_queue < 8 {
+            return Err(ConfigError::new("ws_outbound_queue", "must be at least 8"));
+        }
+        if self.replay_max < 1 {
+            return Err(ConfigError::new("replay_max", "must be at least 1"));
+        }
         let database_url = match &self.database_url {
             Some(url) => DatabaseUrl::parse(url)
                 .map_err(|message| ConfigError::new("database_url", message))?,
@@ -207,6 +255,14 @@ impl RawSettings {
             access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
             refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_secs),
             workers: self.workers,
+            ws: WsLimits {
+                heartbeat_interval: Duration::from_secs(self.ws_heartbeat_interval_secs),
+                client_timeout: Duration::from_secs(self.ws_client_timeout_secs),
+                rate_per_sec: self.ws_rate_per_sec,
+                rate_burst: self.ws_rate_burst,
+                outbound_queue: self.ws_outbound_queue,
+            },
+            replay_max: self.replay_max,
         })
     }
 }
@@ -277,6 +333,8 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub workers: Option<usize>,
+    pub ws: WsLimits,
+    pub replay_max: i64,
 }
 
 impl Settings {
@@ -293,6 +351,8 @@ impl Settings {
             access_token_ttl_secs = self.access_token_ttl.as_secs(),
             refresh_token_ttl_secs = self.refresh_token_ttl.as_secs(),
             workers = self.workers.map_or("auto".to_string(), |w| w.to_string()),
+            ws = ?self.ws,
+            replay_max = self.replay_max,
             "effective configuration"
         );
     }

@@ -5,10 +5,11 @@ use std::fmt;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use ts_rs::TS;
 use utoipa::ToSchema;
 
 /// Stable, snake_case error codes: part of the API contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The body is not well-formed JSON.
@@ -32,6 +33,14 @@ pub enum ErrorCode {
     /// A refresh token was presented twice; the whole session has been revoked.
     RefreshTokenReused,
     UserNotFound,
+    /// A WebSocket ticket that is unknown, expired or already used.
+    InvalidTicket,
+    /// A WebSocket frame with a missing or mistyped field.
+    InvalidFrame,
+    /// A WebSocket frame whose `type` the server does not know.
+    UnknownFrameType,
+    /// Too many requests or frames; slow down.
+    RateLimited,
     DatabaseUnavailable,
     InternalError,
 }
@@ -39,7 +48,11 @@ pub enum ErrorCode {
 impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidJson | Self::InvalidQuery => StatusCode::BAD_REQUEST,
+            Self::InvalidJson
+            | Self::InvalidQuery
+            | Self::InvalidFrame
+            | Self::UnknownFrameType => StatusCode::BAD_REQUEST,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidBody | Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -49,7 +62,8 @@ impl ErrorCode {
             Self::InvalidCredentials
             | Self::MissingToken
             | Self::InvalidToken
-            | Self::RefreshTokenReused => StatusCode::UNAUTHORIZED,
+            | Self::RefreshTokenReused
+            | Self::InvalidTicket => StatusCode::UNAUTHORIZED,
             Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -93,7 +107,7 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AppError {
     code: ErrorCode,
     message: String,
@@ -149,6 +163,10 @@ impl AppError {
 
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     pub fn body(&self) -> ErrorBody {

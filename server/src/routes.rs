@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(path_error))
     .service(web::resource("/healthz").get(api::health::healthz))
     .service(web::resource("/readyz").get(api::health::readyz))
+    .service(web::resource("/ws").get(api::ws::connect))
     .service(
         web::scope("/api")
             .service(web::resource("/openapi.json").get(api::openapi::document))
@@ -37,7 +38,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(web::resource("/me/password").put(api::me::change_password))
             .service(web::resource("/users").get(api::users::search))
-            .service(web::resource("/users/{username}").get(api::users::profile)),
+            .service(web::resource("/users/{username}").get(api::users::profile))
+            .service(web::resource("/ws/ticket").post(api::ws::ticket))
+            .service(web::resource("/conversations").get(api::conversations::list))
+            .service(
+                web::resource("/conversations/{username}/messages")
+                    .get(api::conversations::messages),
+            )
+            .service(
+                web::resource("/conversations/{username}/read").post(api::conversations::read),
+            ),
     )
     .default_service(web::to(not_found));
 }

@@ -1,7 +1,9 @@
 //! HTTP handlers: parse the request, call the service, shape the response. One file per resource.
 
 pub mod auth;
+pub mod conversations;
 pub mod health;
 pub mod me;
 pub mod openapi;
 pub mod users;
+pub mod ws;

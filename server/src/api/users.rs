@@ -7,6 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::accounts::UserView;
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::chat::Presence;
 use crate::error::{AppError, ErrorBody};
 
 const DEFAULT_LIMIT: usize = 20;
@@ -49,11 +50,19 @@ pub async fn search(
     }))
 }
 
+/// A public profile with the user's presence.
+#[derive(Serialize, ToSchema)]
+pub struct Profile {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub presence: Presence,
+}
+
 /// A user's public profile.
 #[utoipa::path(get, path = "/api/users/{username}", tag = "users", security(("bearer" = [])),
     params(("username" = String, Path, description = "case-insensitive")),
     responses(
-        (status = 200, body = UserView),
+        (status = 200, body = Profile),
         (status = 401, body = ErrorBody),
         (status = 404, description = "`user_not_found`", body = ErrorBody),
 ))]
@@ -61,6 +70,8 @@ pub async fn profile(
     state: web::Data<AppState>,
     _auth: AuthUser,
     username: web::Path<String>,
-) -> Result<web::Json<UserView>, AppError> {
-    Ok(web::Json(state.accounts.profile(&username).await?))
+) -> Result<web::Json<Profile>, AppError> {
+    let user = state.accounts.profile(&username).await?;
+    let presence = state.chat.presence(user.id).await?;
+    Ok(web::Json(Profile { user, presence }))
 }

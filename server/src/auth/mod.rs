@@ -1,6 +1,6 @@
 //! Authentication: password hashing, tokens, and the [`AuthUser`] extractor.
 
-mod extractor;
+pub mod extractor;
 pub mod password;
 pub mod tokens;
 

@@ -4,6 +4,8 @@
 //! string as a file name. Queries are written once against [`DbConnection`]; the pool hands out
 //! connections that already carry each backend's session settings.
 
+pub mod messages;
+pub mod reads;
 pub mod schema;
 pub mod sessions;
 pub mod users;
@@ -237,6 +239,16 @@ impl Db {
         }
         .map_err(|err| migrate_error(err.to_string()))?;
         Ok(applied.iter().map(ToString::to_string).collect())
+    }
+
+    /// Runs `work` with a pooled connection on the calling thread, which must be one that may
+    /// block (the message writer's own thread).
+    pub fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        let mut conn = self.pool.get().map_err(AppError::database_unavailable)?;
+        work(&mut conn)
     }
 
     /// Runs `work` with a pooled connection on the blocking thread pool.

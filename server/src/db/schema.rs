@@ -8,6 +8,7 @@ diesel::table! {
         password_hash -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        last_seen_at -> Nullable<Timestamp>,
     }
 }
 
@@ -31,6 +32,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    messages (id) {
+        id -> BigInt,
+        sender_id -> BigInt,
+        recipient_id -> BigInt,
+        user_low -> BigInt,
+        user_high -> BigInt,
+        kind -> Text,
+        body -> Text,
+        client_msg_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    conversation_reads (user_id, peer_id) {
+        user_id -> BigInt,
+        peer_id -> BigInt,
+        last_read_id -> BigInt,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
-diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    sessions,
+    refresh_tokens,
+    messages,
+    conversation_reads
+);

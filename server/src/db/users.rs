@@ -15,6 +15,7 @@ pub struct User {
     pub password_hash: String,
     pub created_at: PrimitiveDateTime,
     pub updated_at: PrimitiveDateTime,
+    pub last_seen_at: Option<PrimitiveDateTime>,
 }
 
 #[derive(Insertable)]
@@ -100,6 +101,31 @@ pub fn update_display_name(
             users::display_name.eq(display_name),
             users::updated_at.eq(now),
         ))
+        .execute(conn)
+}
+
+/// User names by id, for the ids given.
+pub fn names(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select((users::id, users::username))
+        .load(conn)
+}
+
+pub fn find_many(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<User>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select(User::as_select())
+        .load(conn)
+}
+
+pub fn set_last_seen(
+    conn: &mut DbConnection,
+    id: i64,
+    at: PrimitiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set(users::last_seen_at.eq(at))
         .execute(conn)
 }
 

@@ -153,6 +153,9 @@ pub fn settings_for(db: &TestDb) -> Settings {
         jwt_secret: Some(Secret::new(JWT_SECRET)),
         bcrypt_cost: 4,
         workers: Some(1),
+        // Tests send faster than people; the rate-limit test sets its own limits.
+        ws_rate_per_sec: 100_000.0,
+        ws_rate_burst: 100_000.0,
         ..RawSettings::default()
     }
     .resolve()
@@ -160,8 +163,18 @@ pub fn settings_for(db: &TestDb) -> Settings {
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with settings adjusted first (short heartbeats, small limits).
+pub async fn spawn_app_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
     let db = TestDb::create(backend)?;
-    let app = Application::build(settings_for(&db))
+    let mut settings = settings_for(&db);
+    adjust(&mut settings);
+    let app = Application::build(settings)
         .await
         .expect("application builds");
     let addr = app.addr();

@@ -5,4 +5,7 @@ mod cli;
 mod errors;
 mod helpers;
 mod openapi;
+mod protocol;
+mod realtime;
 mod tokens;
+mod ws_client;

@@ -1,0 +1,3 @@
+DROP TABLE conversation_reads;
+DROP TABLE messages;
+ALTER TABLE users DROP COLUMN last_seen_at;

@@ -1,0 +1,93 @@
+//! The WebSocket endpoint and the tickets that open it.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::auth::extractor::bearer_token;
+use crate::chat::Identity;
+use crate::db::users;
+use crate::error::{AppError, ErrorBody, ErrorCode};
+use crate::ws::session::{self, SessionContext};
+use crate::ws::ticket::TICKET_TTL;
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketResponse {
+    /// Connect to `/ws?ticket=…` within `expires_in` seconds; it works once.
+    pub ticket: String,
+    pub expires_in: u64,
+}
+
+/// Trade the access token for a single-use WebSocket ticket (browsers cannot set headers on a
+/// WebSocket, and a token must never appear in a URL).
+#[utoipa::path(post, path = "/api/ws/ticket", tag = "realtime", security(("bearer" = [])), responses(
+    (status = 200, body = TicketResponse),
+    (status = 401, body = ErrorBody),
+))]
+pub async fn ticket(state: web::Data<AppState>, auth: AuthUser) -> HttpResponse {
+    let ticket = state.tickets.issue(Identity {
+        user_id: auth.user_id,
+        username: auth.username,
+    });
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(TicketResponse {
+            ticket,
+            expires_in: TICKET_TTL.as_secs(),
+        })
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ConnectQuery {
+    /// From `POST /api/ws/ticket`. Without it, send `Authorization: Bearer`.
+    pub ticket: Option<String>,
+    /// Resume: the newest message id the client has. Everything newer is replayed first.
+    pub after: Option<i64>,
+}
+
+/// Upgrade to the WebSocket. A bad or reused ticket is refused with 401 before upgrading.
+#[utoipa::path(get, path = "/ws", tag = "realtime", params(ConnectQuery), responses(
+    (status = 101, description = "switching to the WebSocket protocol (see docs/protocol.md)"),
+    (status = 401, description = "`invalid_ticket`, `invalid_token` or `missing_token`", body = ErrorBody),
+))]
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    query: web::Query<ConnectQuery>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let query = query.into_inner();
+    let identity = match &query.ticket {
+        Some(ticket) => state.tickets.redeem(ticket).ok_or_else(|| {
+            AppError::new(
+                ErrorCode::InvalidTicket,
+                "the ticket is unknown, expired or already used",
+            )
+        })?,
+        None => {
+            let auth = state.authenticate(&bearer_token(&req)?).await?;
+            Identity {
+                user_id: auth.user_id,
+                username: auth.username,
+            }
+        }
+    };
+    let user_id = identity.user_id;
+    let user = state
+        .db
+        .run(move |conn| Ok(users::find_by_id(conn, user_id)?))
+        .await?
+        .ok_or_else(AppError::invalid_token)?;
+    let (response, socket, stream) = actix_ws::handle(&req, body)?;
+    let context = SessionContext {
+        identity,
+        display_name: user.display_name,
+        chat: state.chat.clone(),
+        limits: state.ws_limits,
+        resume_after: query.after,
+    };
+    actix_web::rt::spawn(session::run(context, socket, stream));
+    Ok(response)
+}

@@ -1,0 +1,484 @@
+use std::collections::HashMap;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+use utoipa::ToSchema;
+
+use crate::accounts::UserView;
+use crate::bus::Bus;
+use crate::db::messages::{self, MessageRow, NewMessage, PageCursor};
+use crate::db::{self, Db, DbConnection, reads, users};
+use crate::error::{AppError, ErrorCode, FieldError};
+use crate::ws::hub::{ConnId, Outbound};
+use crate::ws::protocol::ServerFrame;
+
+use super::writer::{PendingMessage, Stored};
+use super::{
+    Directory, MAX_BODY_CHARS, MAX_CLIENT_MSG_ID_LEN, MessageKind, MessageView, MessageWriter,
+    Presence, PresenceStatus,
+};
+
+/// Who is acting: always taken from the authenticated token, never from a frame.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_id: i64,
+    pub username: String,
+}
+
+/// Tunables for replay.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatLimits {
+    /// Messages sent per replay page.
+    pub replay_page: i64,
+    /// More missed messages than this: the client is told to resync over REST.
+    pub replay_max: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPage {
+    /// Oldest first.
+    pub messages: Vec<MessageView>,
+    /// Whether more messages lie beyond this page in the direction asked.
+    pub has_more: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationView {
+    pub peer: UserView,
+    pub presence: Presence,
+    pub last_message: MessageView,
+    pub unread_count: i64,
+    /// The newest message id the user has read in this conversation (0: none).
+    pub last_read_id: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationPage {
+    /// Most recent first.
+    pub conversations: Vec<ConversationView>,
+    /// Pass as `before` for the next page; absent on the last one.
+    pub next_before: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema, Clone)]
+pub struct ReadState {
+    pub peer: String,
+    pub up_to: i64,
+    pub unread: i64,
+}
+
+/// What a resuming connection is sent before live traffic.
+pub enum Replay {
+    Pages(Vec<Vec<MessageView>>),
+    TooLarge { newest_id: i64 },
+}
+
+#[derive(Clone)]
+pub struct Chat {
+    db: Db,
+    bus: Bus,
+    writer: MessageWriter,
+    directory: Directory,
+    limits: ChatLimits,
+}
+
+fn field(field: &'static str, code: &'static str, message: impl Into<String>) -> AppError {
+    AppError::validation(vec![FieldError {
+        field,
+        code,
+        message: message.into(),
+    }])
+}
+
+impl Chat {
+    pub fn new(db: Db, bus: Bus, limits: ChatLimits) -> Self {
+        let writer = MessageWriter::start(db.clone(), bus.clone());
+        Self {
+            directory: Directory::new(db.clone()),
+            db,
+            bus,
+            writer,
+            limits,
+        }
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Stores a direct message and returns it once committed. The same `client_msg_id` again
+    /// returns the original and stores nothing.
+    pub async fn send(
+        &self,
+        sender: &Identity,
+        origin: Option<ConnId>,
+        to: &str,
+        body: &str,
+        client_msg_id: &str,
+    ) -> Result<Stored, AppError> {
+        let body = body.trim();
+        let length = body.chars().count();
+        if length == 0 {
+            return Err(field("body", "required", "must not be blank"));
+        }
+        if length > MAX_BODY_CHARS {
+            return Err(field(
+                "body",
+                "too_long",
+                format!("must be at most {MAX_BODY_CHARS} characters"),
+            ));
+        }
+        if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
+            return Err(field(
+                "client_msg_id",
+                "invalid",
+                format!("must be 1–{MAX_CLIENT_MSG_ID_LEN} bytes"),
+            ));
+        }
+        let (recipient_id, recipient_name) = self.directory.resolve(to).await?;
+        if recipient_id == sender.user_id {
+            return Err(field("to", "self", "cannot send a message to yourself"));
+        }
+        self.store(
+            NewMessage::new(
+                sender.user_id,
+                recipient_id,
+                MessageKind::Text.as_str(),
+                body.to_string(),
+                client_msg_id.to_string(),
+                db::now(),
+            ),
+            sender.username.clone(),
+            recipient_name,
+            origin,
+        )
+        .await
+    }
+
+    /// Stores a message the server writes itself (a missed call) and fans it out.
+    pub async fn store_system_message(
+        &self,
+        from: &Identity,
+        to: &Identity,
+        kind: MessageKind,
+        body: String,
+        key: String,
+    ) -> Result<Stored, AppError> {
+        self.store(
+            NewMessage::new(
+                from.user_id,
+                to.user_id,
+                kind.as_str(),
+                body,
+                key,
+                db::now(),
+            ),
+            from.username.clone(),
+            to.username.clone(),
+            None,
+        )
+        .await
+    }
+
+    async fn store(
+        &self,
+        row: NewMessage,
+        sender_name: String,
+        recipient_name: String,
+        origin: Option<ConnId>,
+    ) -> Result<Stored, AppError> {
+        let (reply, stored) = oneshot::channel();
+        self.writer
+            .store(PendingMessage {
+                row,
+                sender_name,
+                recipient_name,
+                origin,
+                reply,
+            })
+            .await?;
+        stored
+            .await
+            .map_err(|_| AppError::internal("message writer dropped a reply"))?
+    }
+
+    fn views(
+        &self,
+        conn: &mut DbConnection,
+        rows: &[MessageRow],
+    ) -> Result<Vec<MessageView>, AppError> {
+        let mut ids: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| [r.sender_id, r.recipient_id])
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let names = self.directory.names(conn, &ids)?;
+        let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+        Ok(rows
+            .iter()
+            .map(|row| MessageView::from_row(row, name(row.sender_id), name(row.recipient_id)))
+            .collect())
+    }
+
+    /// Everything newer than `after` for `user`, in pages, or word that it is too much.
+    pub async fn replay(&self, user: &Identity, after: i64) -> Result<Replay, AppError> {
+        let this = self.clone();
+        let user_id = user.user_id;
+        self.db
+            .run(move |conn| {
+                let limits = this.limits;
+                let missed =
+                    messages::count_after_for_user(conn, user_id, after, limits.replay_max + 1)?;
+                if missed > usize::try_from(limits.replay_max).unwrap_or(usize::MAX) {
+                    let newest_id = messages::newest_for_user(conn, user_id)?.unwrap_or(after);
+                    return Ok(Replay::TooLarge { newest_id });
+                }
+                let mut pages = Vec::new();
+                let mut cursor = after;
+                loop {
+                    let rows = messages::after_for_user(conn, user_id, cursor, limits.replay_page)?;
+                    let Some(last) = rows.last() else { break };
+                    cursor = last.id;
+                    let full = rows.len() as i64 == limits.replay_page;
+                    pages.push(this.views(conn, &rows)?);
+                    if !full {
+                        break;
+                    }
+                }
+                Ok(Replay::Pages(pages))
+            })
+            .await
+    }
+
+    /// A page of the conversation between `user` and `peer`, oldest first.
+    pub async fn history(
+        &self,
+        user: &Identity,
+        peer: &str,
+        cursor: PageCursor,
+        limit: i64,
+    ) -> Result<HistoryPage, AppError> {
+        let (peer_id, _) = self.directory.resolve(peer).await?;
+        let this = self.clone();
+        let user_id = user.user_id;
+        self.db
+            .run(move |conn| {
+                let mut rows = messages::pair_page(conn, user_id, peer_id, cursor, limit + 1)?;
+                let has_more = rows.len() as i64 > limit;
+                if has_more {
+                    // The extra row lies beyond the page: the oldest when paging back, the
+                    // newest when paging forward.
+                    match cursor {
+                        PageCursor::After(_) => {
+                            rows.pop();
+                        }
+                        _ => {
+                            rows.remove(0);
+                        }
+                    }
+                }
+                Ok(HistoryPage {
+                    messages: this.views(conn, &rows)?,
+                    has_more,
+                })
+            })
+            .await
+    }
+
+    pub fn presence_of(
+        &self,
+        user_id: i64,
+        last_seen: Option<time::PrimitiveDateTime>,
+    ) -> Presence {
+        if self.bus.is_online(user_id) {
+            Presence {
+                status: PresenceStatus::Online,
+                last_seen: None,
+            }
+        } else {
+            Presence {
+                status: PresenceStatus::Offline,
+                last_seen: last_seen.map(|t| t.assume_utc()),
+            }
+        }
+    }
+
+    /// The user's conversations, most recent first.
+    pub async fn conversations(
+        &self,
+        user: &Identity,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<ConversationPage, AppError> {
+        let this = self.clone();
+        let user_id = user.user_id;
+        self.db
+            .run(move |conn| {
+                let mut peers = messages::peers_with_last_id(conn, user_id)?;
+                peers.sort_by_key(|&(_, last)| std::cmp::Reverse(last));
+                if let Some(before) = before {
+                    peers.retain(|(_, last)| *last < before);
+                }
+                let more = peers.len() > limit;
+                peers.truncate(limit);
+                let peer_ids: Vec<i64> = peers.iter().map(|(p, _)| *p).collect();
+                let last_ids: Vec<i64> = peers.iter().map(|(_, m)| *m).collect();
+                let mut last_messages: HashMap<i64, MessageView> = {
+                    let rows = messages::find_many(conn, &last_ids)?;
+                    let views = this.views(conn, &rows)?;
+                    views.into_iter().map(|v| (v.id, v)).collect()
+                };
+                let mut profiles: HashMap<i64, users::User> = users::find_many(conn, &peer_ids)?
+                    .into_iter()
+                    .map(|u| (u.id, u))
+                    .collect();
+                let read: HashMap<i64, i64> = reads::for_peers(conn, user_id, &peer_ids)?
+                    .into_iter()
+                    .collect();
+                let mut conversations = Vec::with_capacity(peers.len());
+                for (peer_id, last_id) in &peers {
+                    let (Some(profile), Some(last_message)) =
+                        (profiles.remove(peer_id), last_messages.remove(last_id))
+                    else {
+                        continue;
+                    };
+                    let last_read_id = read.get(peer_id).copied().unwrap_or(0);
+                    conversations.push(ConversationView {
+                        unread_count: messages::unread_count(
+                            conn,
+                            user_id,
+                            *peer_id,
+                            last_read_id,
+                        )?,
+                        presence: this.presence_of(*peer_id, profile.last_seen_at),
+                        peer: UserView::from(&profile),
+                        last_message,
+                        last_read_id,
+                    });
+                }
+                let next_before = if more {
+                    peers.last().map(|(_, last)| *last)
+                } else {
+                    None
+                };
+                Ok(ConversationPage {
+                    conversations,
+                    next_before,
+                })
+            })
+            .await
+    }
+
+    /// Moves `user`'s read position with `peer` forward, tells the peer (a read receipt) and the
+    /// user's own connections (the new unread count).
+    pub async fn mark_read(
+        &self,
+        user: &Identity,
+        peer: &str,
+        up_to: i64,
+    ) -> Result<ReadState, AppError> {
+        if up_to < 0 {
+            return Err(field("up_to", "invalid", "must be a message id"));
+        }
+        let (peer_id, peer_name) = self.directory.resolve(peer).await?;
+        let user_id = user.user_id;
+        let (position, unread, advanced) = self
+            .db
+            .run(move |conn| {
+                // Never past the newest message of the pair: nobody reads the future.
+                let newest = messages::newest_between(conn, user_id, peer_id)?.unwrap_or(0);
+                let before = reads::get(conn, user_id, peer_id)?;
+                let position = reads::advance(conn, user_id, peer_id, up_to.min(newest))?;
+                let unread = messages::unread_count(conn, user_id, peer_id, position)?;
+                Ok((position, unread, position > before))
+            })
+            .await?;
+        let state = ReadState {
+            peer: peer_name,
+            up_to: position,
+            unread,
+        };
+        if advanced {
+            let receipt = ServerFrame::ReadReceipt {
+                by: user.username.clone(),
+                up_to: position,
+            };
+            self.bus
+                .to_user(peer_id, &Outbound::Frame(receipt.to_text()), None);
+        }
+        let own = ServerFrame::ReadState {
+            peer: state.peer.clone(),
+            up_to: state.up_to,
+            unread: state.unread,
+        };
+        self.bus
+            .to_user(user_id, &Outbound::Frame(own.to_text()), None);
+        Ok(state)
+    }
+
+    /// Relays "typing" to `to`. Not stored; the caller throttles.
+    pub async fn typing(&self, from: &Identity, to: &str) -> Result<(), AppError> {
+        let (to_id, _) = self.directory.resolve(to).await?;
+        if to_id != from.user_id {
+            let frame = ServerFrame::Typing {
+                from: from.username.clone(),
+            };
+            self.bus
+                .to_user(to_id, &Outbound::Frame(frame.to_text()), None);
+        }
+        Ok(())
+    }
+
+    /// Tells everyone who has a conversation with `user` that they came online or went offline.
+    pub async fn announce_presence(
+        &self,
+        user: Identity,
+        status: PresenceStatus,
+    ) -> Result<(), AppError> {
+        let user_id = user.user_id;
+        let last_seen = self
+            .db
+            .run(move |conn| {
+                let last_seen = if status == PresenceStatus::Offline {
+                    let now = db::now();
+                    users::set_last_seen(conn, user_id, now)?;
+                    Some(now)
+                } else {
+                    None
+                };
+                let peers = messages::peers_with_last_id(conn, user_id)?;
+                Ok((last_seen, peers))
+            })
+            .await?;
+        let (last_seen, peers) = last_seen;
+        let frame = ServerFrame::Presence {
+            user: user.username,
+            status,
+            last_seen: last_seen.and_then(|t| {
+                t.assume_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+        };
+        let out = Outbound::Frame(frame.to_text());
+        for (peer_id, _) in peers {
+            self.bus.to_user(peer_id, &out, None);
+        }
+        Ok(())
+    }
+
+    /// For the REST profile: presence of a user by id.
+    pub async fn presence(&self, user_id: i64) -> Result<Presence, AppError> {
+        let user = self
+            .db
+            .run(move |conn| Ok(users::find_by_id(conn, user_id)?))
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::UserNotFound, "no such user"))?;
+        Ok(self.presence_of(user_id, user.last_seen_at))
+    }
+}

@@ -1,0 +1,220 @@
+//! Local routing: which connections of which users live on this instance. Delivery takes a
+//! shard's read lock and hands each connection a clone of the same serialised frame (a
+//! reference-count bump); no allocation per recipient.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytestring::ByteString;
+use tokio::sync::mpsc;
+
+const SHARDS: usize = 32;
+
+pub type ConnId = u64;
+
+/// What a connection's loop receives from the hub.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A chat message: carries its id so a resuming connection can skip what it replayed.
+    Message {
+        id: i64,
+        text: ByteString,
+    },
+    Frame(ByteString),
+}
+
+struct Conn {
+    id: ConnId,
+    /// `None` once the connection fell behind: it gets nothing more and its loop closes it.
+    tx: Option<mpsc::Sender<Outbound>>,
+}
+
+type Shard = RwLock<HashMap<i64, Vec<Conn>>>;
+
+#[derive(Clone)]
+pub struct Hub {
+    shards: Arc<[Shard]>,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            next_conn: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    fn shard(&self, user_id: i64) -> &Shard {
+        // user ids are sequential: the low bits spread them evenly.
+        &self.shards[user_id.unsigned_abs() as usize % SHARDS]
+    }
+
+    /// Adds a connection; returns its id and whether it is the user's first on this instance.
+    pub fn register(&self, user_id: i64, tx: mpsc::Sender<Outbound>) -> (ConnId, bool) {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut shard = self
+            .shard(user_id)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let conns = shard.entry(user_id).or_default();
+        conns.push(Conn { id, tx: Some(tx) });
+        (id, conns.len() == 1)
+    }
+
+    /// Removes a connection; returns whether it was the user's last on this instance.
+    pub fn unregister(&self, user_id: i64, conn_id: ConnId) -> bool {
+        let mut shard = self
+            .shard(user_id)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(conns) = shard.get_mut(&user_id) else {
+            return false;
+        };
+        let before = conns.len();
+        conns.retain(|c| c.id != conn_id);
+        let removed = conns.len() < before;
+        if conns.is_empty() {
+            shard.remove(&user_id);
+        }
+        removed && !shard.contains_key(&user_id)
+    }
+
+    pub fn is_online(&self, user_id: i64) -> bool {
+        self.shard(user_id)
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&user_id)
+    }
+
+    pub fn connection_count(&self, user_id: i64) -> usize {
+        self.shard(user_id)
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user_id)
+            .map_or(0, Vec::len)
+    }
+
+    /// Queues `out` on every connection of `user_id` except `except`. A connection whose queue
+    /// is full is cut off (its loop then closes it): it never slows the others.
+    pub fn send_to_user(&self, user_id: i64, out: &Outbound, except: Option<ConnId>) {
+        let mut overflowed: Vec<ConnId> = Vec::new();
+        {
+            let shard = self
+                .shard(user_id)
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            let Some(conns) = shard.get(&user_id) else {
+                return;
+            };
+            for conn in conns {
+                if Some(conn.id) == except {
+                    continue;
+                }
+                if let Some(tx) = &conn.tx
+                    && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(out.clone())
+                {
+                    overflowed.push(conn.id);
+                }
+            }
+        }
+        if !overflowed.is_empty() {
+            let mut shard = self
+                .shard(user_id)
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(conns) = shard.get_mut(&user_id) {
+                for conn in conns.iter_mut().filter(|c| overflowed.contains(&c.id)) {
+                    tracing::warn!(
+                        user_id,
+                        conn_id = conn.id,
+                        "outbound queue full; dropping connection"
+                    );
+                    conn.tx = None;
+                }
+            }
+        }
+    }
+
+    /// Queues `out` on one connection, if it is here.
+    pub fn send_to_conn(&self, user_id: i64, conn_id: ConnId, out: Outbound) {
+        let shard = self
+            .shard(user_id)
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = shard
+            .get(&user_id)
+            .and_then(|conns| conns.iter().find(|c| c.id == conn_id))
+            .and_then(|c| c.tx.as_ref())
+        {
+            let _ = tx.try_send(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(text: &str) -> Outbound {
+        Outbound::Frame(ByteString::from(text.to_string()))
+    }
+
+    #[test]
+    fn delivers_to_every_connection_but_the_excluded_one() {
+        let hub = Hub::new();
+        let (tx1, mut rx1) = mpsc::channel(4);
+        let (tx2, mut rx2) = mpsc::channel(4);
+        let (c1, first) = hub.register(7, tx1);
+        assert!(first);
+        let (_c2, first) = hub.register(7, tx2);
+        assert!(!first);
+        hub.send_to_user(7, &frame("a"), Some(c1));
+        assert!(rx1.try_recv().is_err());
+        assert!(matches!(rx2.try_recv(), Ok(Outbound::Frame(t)) if &*t == "a"));
+    }
+
+    #[test]
+    fn a_full_queue_cuts_off_only_that_connection() {
+        let hub = Hub::new();
+        let (slow_tx, mut slow_rx) = mpsc::channel(1);
+        let (fast_tx, mut fast_rx) = mpsc::channel(8);
+        hub.register(1, slow_tx);
+        hub.register(1, fast_tx);
+        for text in ["a", "b", "c"] {
+            hub.send_to_user(1, &frame(text), None);
+        }
+        let mut fast = Vec::new();
+        while let Ok(Outbound::Frame(t)) = fast_rx.try_recv() {
+            fast.push(t.to_string());
+        }
+        assert_eq!(fast, ["a", "b", "c"]);
+        assert!(slow_rx.try_recv().is_ok());
+        // The hub dropped its sender: the slow connection's loop sees the channel close.
+        assert!(matches!(
+            slow_rx.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn last_unregister_reports_offline() {
+        let hub = Hub::new();
+        let (tx1, _rx1) = mpsc::channel(1);
+        let (tx2, _rx2) = mpsc::channel(1);
+        let (c1, _) = hub.register(3, tx1);
+        let (c2, _) = hub.register(3, tx2);
+        assert!(!hub.unregister(3, c1));
+        assert!(hub.is_online(3));
+        assert!(hub.unregister(3, c2));
+        assert!(!hub.is_online(3));
+        assert!(!hub.unregister(3, c2), "a second unregister is harmless");
+    }
+}

@@ -1,0 +1,326 @@
+//! The WebSocket protocol, defined once. JSON text frames, each an object tagged by `type`.
+//! `web/src/generated/protocol.ts` is generated from these types (see [`typescript`]); a test
+//! fails when that file is stale. `docs/protocol.md` describes every frame.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::chat::{MessageView, PresenceStatus};
+use crate::error::ErrorCode;
+
+/// Bumped when a change would break existing clients.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest accepted client-chosen frame `id`.
+pub const MAX_FRAME_ID_LEN: usize = 64;
+
+/// A frame from the client. `id`, if given, is echoed in the reply (`ack`, `ok`, `pong` or
+/// `error`).
+#[derive(Debug, Deserialize, TS)]
+pub struct ClientEnvelope {
+    #[ts(optional)]
+    pub id: Option<String>,
+    #[serde(flatten)]
+    pub frame: ClientFrame,
+}
+
+#[derive(Debug, Deserialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Send a direct message. Retrying with the same `client_msg_id` never stores it twice.
+    Send {
+        to: String,
+        body: String,
+        client_msg_id: String,
+    },
+    /// Mark the conversation with `peer` read up to message `up_to`.
+    Read { peer: String, up_to: i64 },
+    /// The user is typing to `to`. Relayed (throttled), never stored.
+    Typing { to: String },
+    /// Application-level keep-alive; answered with `pong`.
+    Ping {},
+}
+
+impl ClientFrame {
+    /// Every `type` the client may send, for telling an unknown type from a malformed frame.
+    pub const TYPES: &'static [&'static str] = &["send", "read", "typing", "ping"];
+}
+
+/// The signed-in user, as `hello` states it.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct HelloUser {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+}
+
+/// A frame from the server.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Always the first frame on a connection.
+    Hello {
+        user: HelloUser,
+        connection_id: String,
+        heartbeat_interval_ms: u64,
+        protocol_version: u32,
+    },
+    /// The message of a `send` is stored: this is its stored form.
+    Ack {
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        message: MessageView,
+    },
+    /// A message to or from this user (live, or replayed after a resume).
+    Message { message: MessageView },
+    /// Everything after the resume cursor has been sent; live traffic follows.
+    ReplayEnd {
+        /// The newest message id replayed, or the cursor itself when there was nothing.
+        last_id: i64,
+        replayed: u32,
+    },
+    /// Too much was missed to replay: fetch history over REST, then continue from `newest_id`.
+    ResyncRequired { newest_id: i64 },
+    /// `by` has read this user's messages up to `up_to`.
+    ReadReceipt { by: String, up_to: i64 },
+    /// This user's read position with `peer` changed (on any of their connections).
+    ReadState {
+        peer: String,
+        up_to: i64,
+        unread: i64,
+    },
+    /// `from` is typing to this user.
+    Typing { from: String },
+    /// A user this one has a conversation with came online or went offline.
+    Presence {
+        user: String,
+        status: PresenceStatus,
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_seen: Option<String>,
+    },
+    /// Reply to a frame that needs no other answer (`read`).
+    Ok {
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    Pong {
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// A frame could not be handled. The connection stays open unless a close follows.
+    Error {
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ServerFrame {
+    pub fn error(id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Serialised once; the text is shared by every connection it goes to.
+    pub fn to_text(&self) -> bytestring::ByteString {
+        // Serialising these types cannot fail: no maps with non-string keys, no custom impls.
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| {
+                String::from(
+                    r#"{"type":"error","code":"internal_error","message":"serialisation failed"}"#,
+                )
+            })
+            .into()
+    }
+}
+
+/// Why a text frame could not be read, with the id to echo when one could be read.
+#[derive(Debug)]
+pub struct FrameError {
+    pub id: Option<String>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Parses a client frame. Only on failure is the text read a second time, to tell malformed JSON
+/// from an unknown type from a missing or mistyped field, and to recover the `id`.
+pub fn parse_client_frame(text: &str) -> Result<ClientEnvelope, FrameError> {
+    let err = match serde_json::from_str::<ClientEnvelope>(text) {
+        Ok(envelope) => {
+            if envelope
+                .id
+                .as_ref()
+                .is_some_and(|id| id.len() > MAX_FRAME_ID_LEN)
+            {
+                return Err(FrameError {
+                    id: None,
+                    code: ErrorCode::InvalidFrame,
+                    message: format!("id must be at most {MAX_FRAME_ID_LEN} bytes"),
+                });
+            }
+            return Ok(envelope);
+        }
+        Err(err) => err,
+    };
+
+    #[derive(Deserialize)]
+    struct Head {
+        id: Option<serde_json::Value>,
+        #[serde(rename = "type")]
+        kind: Option<serde_json::Value>,
+    }
+    let head = match serde_json::from_str::<Head>(text) {
+        Ok(head) => head,
+        Err(_) => {
+            return Err(FrameError {
+                id: None,
+                code: if err.is_data() {
+                    ErrorCode::InvalidFrame
+                } else {
+                    ErrorCode::InvalidJson
+                },
+                message: if err.is_data() {
+                    "a frame must be a JSON object with a string \"type\"".into()
+                } else {
+                    format!("malformed JSON: {err}")
+                },
+            });
+        }
+    };
+    let id = head
+        .id
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .filter(|id| id.len() <= MAX_FRAME_ID_LEN);
+    let (code, message) = match head.kind.as_ref().and_then(|v| v.as_str()) {
+        None => (
+            ErrorCode::InvalidFrame,
+            "missing string field \"type\"".to_string(),
+        ),
+        Some(kind) if !ClientFrame::TYPES.contains(&kind) => (
+            ErrorCode::UnknownFrameType,
+            format!(
+                "unknown frame type {kind:?}; expected one of {}",
+                ClientFrame::TYPES.join(", ")
+            ),
+        ),
+        Some(_) => (ErrorCode::InvalidFrame, err.to_string()),
+    };
+    Err(FrameError { id, code, message })
+}
+
+/// The `id` of a frame that will not be handled (rate limited), read without parsing the rest.
+pub fn frame_id(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<String>,
+    }
+    serde_json::from_str::<IdOnly>(text)
+        .ok()
+        .and_then(|f| f.id)
+        .filter(|id| id.len() <= MAX_FRAME_ID_LEN)
+}
+
+/// The TypeScript declarations of the protocol, as committed in `web/src/generated/protocol.ts`.
+pub fn typescript() -> String {
+    let cfg = ts_rs::Config::new().with_large_int("number");
+    let declarations = [
+        ClientEnvelope::decl(&cfg),
+        ClientFrame::decl(&cfg),
+        HelloUser::decl(&cfg),
+        ServerFrame::decl(&cfg),
+        MessageView::decl(&cfg),
+        crate::chat::MessageKind::decl(&cfg),
+        PresenceStatus::decl(&cfg),
+        ErrorCode::decl(&cfg),
+    ];
+    let mut out = String::from(
+        "// Generated from server/src/ws/protocol.rs by `cargo test -p pychat protocol`.\n\
+         // Do not edit: change the Rust types and run `PYCHAT_BLESS=1 cargo test -p pychat protocol`.\n\n",
+    );
+    for declaration in declarations {
+        out.push_str("export ");
+        out.push_str(&declaration);
+        out.push_str("\n\n");
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_send_with_its_id() {
+        let envelope = parse_client_frame(
+            r#"{"type":"send","id":"7","to":"bob","body":"hi","client_msg_id":"c1"}"#,
+        )
+        .expect("valid");
+        assert_eq!(envelope.id.as_deref(), Some("7"));
+        assert!(matches!(envelope.frame, ClientFrame::Send { ref to, .. } if to == "bob"));
+    }
+
+    #[test]
+    fn every_listed_type_parses() {
+        let samples = [
+            r#"{"type":"send","to":"b","body":"x","client_msg_id":"c"}"#,
+            r#"{"type":"read","peer":"b","up_to":1}"#,
+            r#"{"type":"typing","to":"b"}"#,
+            r#"{"type":"ping"}"#,
+        ];
+        assert_eq!(samples.len(), ClientFrame::TYPES.len());
+        for sample in samples {
+            assert!(parse_client_frame(sample).is_ok(), "{sample}");
+        }
+    }
+
+    #[test]
+    fn classifies_bad_frames_and_keeps_the_id() {
+        let cases = [
+            ("{nope", ErrorCode::InvalidJson, None),
+            ("[1,2]", ErrorCode::InvalidFrame, None),
+            (r#"{"id":"a"}"#, ErrorCode::InvalidFrame, Some("a")),
+            (
+                r#"{"id":"b","type":"fly"}"#,
+                ErrorCode::UnknownFrameType,
+                Some("b"),
+            ),
+            (
+                r#"{"id":"c","type":"send","to":"x"}"#,
+                ErrorCode::InvalidFrame,
+                Some("c"),
+            ),
+            (
+                r#"{"id":"d","type":"read","peer":"x","up_to":"many"}"#,
+                ErrorCode::InvalidFrame,
+                Some("d"),
+            ),
+        ];
+        for (text, code, id) in cases {
+            let err = parse_client_frame(text).expect_err(text);
+            assert_eq!(err.code, code, "{text}");
+            assert_eq!(err.id.as_deref(), id, "{text}");
+        }
+    }
+
+    #[test]
+    fn server_frames_are_tagged() {
+        let text = ServerFrame::Pong {
+            id: Some("9".into()),
+        }
+        .to_text();
+        assert_eq!(&*text, r#"{"type":"pong","id":"9"}"#);
+        let text = ServerFrame::Pong { id: None }.to_text();
+        assert_eq!(&*text, r#"{"type":"pong"}"#);
+    }
+}

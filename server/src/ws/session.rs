@@ -1,0 +1,365 @@
+//! One connection's loop: it selects over frames from the client, deliveries from the hub, the
+//! replies of its own pending work, and the heartbeat. Every way out of the loop runs the same
+//! cleanup, because the registration is a guard dropped at the end.
+
+use std::time::{Duration, Instant};
+
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::chat::{Chat, Identity, PresenceStatus, Replay};
+use crate::error::{AppError, ErrorCode};
+
+use super::hub::{ConnId, Outbound};
+use super::protocol::{
+    ClientFrame, HelloUser, PROTOCOL_VERSION, ServerFrame, frame_id, parse_client_frame,
+};
+use super::{MAX_FRAME_BYTES, WsLimits};
+
+/// Frames whose work (a store, a read) may be outstanding at once; beyond it the loop stops
+/// reading the socket until some finish (backpressure instead of unbounded memory).
+const MAX_IN_FLIGHT: usize = 256;
+/// Rejected frames in a row before a connection is closed for abuse.
+const MAX_STRIKES: u32 = 50;
+/// One "typing" per target per this interval is relayed.
+const TYPING_THROTTLE: Duration = Duration::from_secs(2);
+
+pub struct SessionContext {
+    pub identity: Identity,
+    pub display_name: String,
+    pub chat: Chat,
+    pub limits: WsLimits,
+    /// Replay messages newer than this before live traffic.
+    pub resume_after: Option<i64>,
+}
+
+/// The connection's entry in the hub. Dropping it unregisters, whatever ended the loop.
+struct Registration {
+    chat: Chat,
+    identity: Identity,
+    conn_id: ConnId,
+}
+
+impl Registration {
+    fn new(chat: &Chat, identity: &Identity, tx: mpsc::Sender<Outbound>) -> Self {
+        let (conn_id, first) = chat.bus().hub().register(identity.user_id, tx);
+        if first {
+            announce(chat.clone(), identity.clone(), PresenceStatus::Online);
+        }
+        Self {
+            chat: chat.clone(),
+            identity: identity.clone(),
+            conn_id,
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if self
+            .chat
+            .bus()
+            .hub()
+            .unregister(self.identity.user_id, self.conn_id)
+        {
+            announce(
+                self.chat.clone(),
+                self.identity.clone(),
+                PresenceStatus::Offline,
+            );
+        }
+    }
+}
+
+fn announce(chat: Chat, identity: Identity, status: PresenceStatus) {
+    actix_web::rt::spawn(async move {
+        if let Err(err) = chat.announce_presence(identity, status).await {
+            tracing::warn!(error = %err, "presence announcement failed");
+        }
+    });
+}
+
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            tokens: burst,
+            rate,
+            burst,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn error_frame(id: Option<String>, err: &AppError) -> ServerFrame {
+    ServerFrame::error(id, err.code(), err.message())
+}
+
+fn close(code: CloseCode, description: &str) -> Option<CloseReason> {
+    Some(CloseReason {
+        code,
+        description: Some(description.to_string()),
+    })
+}
+
+type Pending = FuturesUnordered<LocalBoxFuture<'static, Option<ServerFrame>>>;
+
+struct Connection {
+    ctx: SessionContext,
+    conn_id: ConnId,
+    socket: actix_ws::Session,
+    pending: Pending,
+    bucket: TokenBucket,
+    strikes: u32,
+    last_typing: Option<(String, Instant)>,
+}
+
+/// Runs the connection to its end.
+pub async fn run(ctx: SessionContext, socket: actix_ws::Session, stream: actix_ws::MessageStream) {
+    let mut stream = stream
+        .max_frame_size(MAX_FRAME_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME_BYTES);
+    let (tx, mut rx) = mpsc::channel(ctx.limits.outbound_queue);
+    let registration = Registration::new(&ctx.chat, &ctx.identity, tx);
+    let mut conn = Connection {
+        conn_id: registration.conn_id,
+        bucket: TokenBucket::new(ctx.limits.rate_per_sec, ctx.limits.rate_burst),
+        ctx,
+        socket,
+        pending: FuturesUnordered::new(),
+        strikes: 0,
+        last_typing: None,
+    };
+    let reason = conn.serve(&mut stream, &mut rx).await;
+    drop(registration);
+    let _ = conn.socket.close(reason).await;
+}
+
+/// Raised when the socket is gone: nothing more can be sent.
+struct Gone;
+
+impl Connection {
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), Gone> {
+        self.socket.text(frame.to_text()).await.map_err(|_| Gone)
+    }
+
+    async fn serve(
+        &mut self,
+        stream: &mut actix_ws::AggregatedMessageStream,
+        rx: &mut mpsc::Receiver<Outbound>,
+    ) -> Option<CloseReason> {
+        let hello = ServerFrame::Hello {
+            user: HelloUser {
+                id: self.ctx.identity.user_id,
+                username: self.ctx.identity.username.clone(),
+                display_name: self.ctx.display_name.clone(),
+            },
+            connection_id: self.conn_id.to_string(),
+            heartbeat_interval_ms: u64::try_from(self.ctx.limits.heartbeat_interval.as_millis())
+                .unwrap_or(u64::MAX),
+            protocol_version: PROTOCOL_VERSION,
+        };
+        if self.send(&hello).await.is_err() {
+            return None;
+        }
+        let replayed_up_to = match self.replay().await {
+            Ok(up_to) => up_to,
+            Err(Gone) => return None,
+        };
+
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.ctx.limits.heartbeat_interval,
+            self.ctx.limits.heartbeat_interval,
+        );
+        let mut last_heard = Instant::now();
+        loop {
+            let step = tokio::select! {
+                biased;
+                out = rx.recv() => match out {
+                    Some(Outbound::Message { id, text }) if id > replayed_up_to => {
+                        self.socket.text(text).await.map_err(|_| Gone)
+                    }
+                    Some(Outbound::Message { .. }) => Ok(()),
+                    Some(Outbound::Frame(text)) => self.socket.text(text).await.map_err(|_| Gone),
+                    None => return close(CloseCode::Policy, "not reading fast enough"),
+                },
+                Some(reply) = self.pending.next(), if !self.pending.is_empty() => match reply {
+                    Some(frame) => self.send(&frame).await,
+                    None => Ok(()),
+                },
+                message = stream.recv(), if self.pending.len() < MAX_IN_FLIGHT => {
+                    last_heard = Instant::now();
+                    match message {
+                        None => return None,
+                        Some(Ok(AggregatedMessage::Text(text))) => match self.on_text(&text).await {
+                            Ok(Some(reason)) => return Some(reason),
+                            Ok(None) => Ok(()),
+                            Err(gone) => Err(gone),
+                        },
+                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                            self.send(&ServerFrame::error(None, ErrorCode::InvalidFrame, "binary frames are not supported; send JSON text")).await
+                        }
+                        Some(Ok(AggregatedMessage::Ping(bytes))) => self.socket.pong(&bytes).await.map_err(|_| Gone),
+                        Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
+                        Some(Ok(AggregatedMessage::Close(reason))) => return reason,
+                        Some(Err(ProtocolError::Overflow | ProtocolError::Io(_))) => {
+                            return close(CloseCode::Size, "frame larger than 64 KiB");
+                        }
+                        Some(Err(err)) => {
+                            tracing::debug!(error = %err, "websocket protocol error");
+                            return close(CloseCode::Protocol, "protocol error");
+                        }
+                    }
+                },
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > self.ctx.limits.client_timeout {
+                        return close(CloseCode::Away, "heartbeat timeout");
+                    }
+                    self.socket.ping(b"").await.map_err(|_| Gone)
+                }
+            };
+            if step.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Sends what the client missed; returns the newest message id it now has.
+    async fn replay(&mut self) -> Result<i64, Gone> {
+        let Some(after) = self.ctx.resume_after else {
+            return Ok(i64::MIN);
+        };
+        match self.ctx.chat.replay(&self.ctx.identity, after).await {
+            Ok(Replay::Pages(pages)) => {
+                let mut last_id = after;
+                let mut replayed = 0u32;
+                for page in pages {
+                    for message in page {
+                        last_id = message.id;
+                        replayed += 1;
+                        self.send(&ServerFrame::Message { message }).await?;
+                    }
+                }
+                self.send(&ServerFrame::ReplayEnd { last_id, replayed })
+                    .await?;
+                Ok(last_id)
+            }
+            Ok(Replay::TooLarge { newest_id }) => {
+                self.send(&ServerFrame::ResyncRequired { newest_id })
+                    .await?;
+                Ok(newest_id)
+            }
+            Err(err) => {
+                self.send(&error_frame(None, &err)).await?;
+                Ok(i64::MIN)
+            }
+        }
+    }
+
+    /// Handles one text frame; `Some` closes the connection with that reason.
+    async fn on_text(&mut self, text: &str) -> Result<Option<CloseReason>, Gone> {
+        if !self.bucket.take() {
+            self.strikes += 1;
+            if self.strikes >= MAX_STRIKES {
+                return Ok(close(CloseCode::Policy, "rate limit exceeded"));
+            }
+            let frame = ServerFrame::error(
+                frame_id(text),
+                ErrorCode::RateLimited,
+                "too many frames; slow down",
+            );
+            self.send(&frame).await?;
+            return Ok(None);
+        }
+        self.strikes = 0;
+        let envelope = match parse_client_frame(text) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                self.send(&ServerFrame::error(err.id, err.code, err.message))
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let id = envelope.id;
+        let chat = self.ctx.chat.clone();
+        let identity = self.ctx.identity.clone();
+        match envelope.frame {
+            ClientFrame::Ping {} => self.send(&ServerFrame::Pong { id }).await?,
+            ClientFrame::Send {
+                to,
+                body,
+                client_msg_id,
+            } => {
+                let origin = Some(self.conn_id);
+                self.pending.push(
+                    async move {
+                        Some(
+                            match chat
+                                .send(&identity, origin, &to, &body, &client_msg_id)
+                                .await
+                            {
+                                Ok(stored) => ServerFrame::Ack {
+                                    id,
+                                    message: stored.message,
+                                },
+                                Err(err) => error_frame(id, &err),
+                            },
+                        )
+                    }
+                    .boxed_local(),
+                );
+            }
+            ClientFrame::Read { peer, up_to } => self.pending.push(
+                async move {
+                    Some(match chat.mark_read(&identity, &peer, up_to).await {
+                        Ok(_) => ServerFrame::Ok { id },
+                        Err(err) => error_frame(id, &err),
+                    })
+                }
+                .boxed_local(),
+            ),
+            ClientFrame::Typing { to } => {
+                let now = Instant::now();
+                let throttled = self.last_typing.as_ref().is_some_and(|(last_to, at)| {
+                    last_to == &to && now.duration_since(*at) < TYPING_THROTTLE
+                });
+                if !throttled {
+                    self.last_typing = Some((to.clone(), now));
+                    self.pending.push(
+                        async move {
+                            chat.typing(&identity, &to)
+                                .await
+                                .err()
+                                .map(|err| error_frame(id, &err))
+                        }
+                        .boxed_local(),
+                    );
+                }
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,148 @@
+//! A real WebSocket client for tests (tokio-tungstenite), speaking the JSON protocol.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::helpers::{Session, TestApp};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct WsClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub hello: Value,
+}
+
+impl TestApp {
+    pub async fn ticket(&self, session: &Session) -> String {
+        let reply = self
+            .request(
+                reqwest::Method::POST,
+                "/api/ws/ticket",
+                Some(&session.access),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, reqwest::StatusCode::OK, "{:?}", reply.body);
+        reply.body["ticket"].as_str().expect("ticket").to_string()
+    }
+
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("ws://{}/ws?{query}", self.addr)
+    }
+
+    /// Connects with a fresh ticket; `after` resumes from that message id.
+    pub async fn connect(&self, session: &Session, after: Option<i64>) -> WsClient {
+        let ticket = self.ticket(session).await;
+        let mut query = format!("ticket={ticket}");
+        if let Some(after) = after {
+            query.push_str(&format!("&after={after}"));
+        }
+        WsClient::open(&self.ws_url(&query)).await
+    }
+}
+
+impl WsClient {
+    pub async fn open(url: &str) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        let mut client = Self {
+            socket,
+            hello: Value::Null,
+        };
+        let hello = client.recv().await;
+        assert_eq!(hello["type"], "hello", "first frame must be hello: {hello}");
+        client.hello = hello;
+        client
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send frame");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.expect("send raw");
+    }
+
+    /// The next JSON text frame (control frames are skipped).
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("connection ended")
+                .expect("websocket error");
+            match next {
+                Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+                Message::Close(frame) => panic!("closed by server: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of `kind`, skipping presence and typing noise in between.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+            assert!(
+                matches!(
+                    frame["type"].as_str(),
+                    Some("presence" | "typing" | "read_state")
+                ),
+                "expected {kind}, got {frame}"
+            );
+        }
+    }
+
+    /// Sends a message and returns its ack.
+    pub async fn send_message(&mut self, to: &str, body: &str, client_msg_id: &str) -> Value {
+        self.send(json!({"type": "send", "id": client_msg_id, "to": to, "body": body, "client_msg_id": client_msg_id}))
+            .await;
+        let ack = self.recv_type("ack").await;
+        assert_eq!(ack["id"], client_msg_id, "{ack}");
+        ack
+    }
+
+    /// Proves nothing else is queued: a ping's pong is the next frame (besides noise).
+    pub async fn assert_quiet(&mut self) {
+        self.send(json!({"type": "ping", "id": "quiet?"})).await;
+        let pong = self.recv_type("pong").await;
+        assert_eq!(pong["id"], "quiet?");
+    }
+
+    /// Waits for the server to close; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await {
+                Err(_) => panic!("server did not close the connection"),
+                Ok(None) => return None,
+                Ok(Some(Err(err))) => {
+                    eprintln!("connection ended without a close frame: {err}");
+                    return None;
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return frame.map(|f: CloseFrame| u16::from(f.code));
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+        // Drain until the server's close arrives, so the server has unregistered us.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.socket.next()).await {}
+    }
+}
