@@ -81,7 +81,7 @@ impl Default for RawSettings {
             ws_client_timeout_secs: 60,
             ws_rate_per_sec: 30.0,
             ws_rate_burst: 60.0,
-            ws_outbound_queue: 256,
+            ws_outbound_queue: 1024,
             replay_max: 1000,
         }
     }
@@ -216,8 +216,13 @@ impl RawSettings {
                 "PYCHAT_WS_RATE_PER_SEC must be above 0 and PYCHAT_WS_RATE_BURST at least 1",
             ));
         }
-        if self.ws_outbound_queue < 8 {
-            return Err(ConfigError::new("ws_outbound_queue", "must be at least 8"));
+        // One commit's fan-out arrives at once: a queue must hold it with room to spare.
+        let min_queue = 2 * crate::chat::MAX_BATCH;
+        if self.ws_outbound_queue < min_queue {
+            return Err(ConfigError::new(
+                "ws_outbound_queue",
+                format!("must be at least {min_queue}"),
+            ));
         }
         if self.replay_max < 1 {
             return Err(ConfigError::new("replay_max", "must be at least 1"));

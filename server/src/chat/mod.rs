@@ -9,7 +9,7 @@ pub use directory::Directory;
 pub use service::{
     Chat, ChatLimits, ConversationPage, ConversationView, HistoryPage, Identity, ReadState, Replay,
 };
-pub use writer::MessageWriter;
+pub use writer::{MAX_BATCH, MessageWriter};
 
 use serde::Serialize;
 use time::OffsetDateTime;

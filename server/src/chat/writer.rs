@@ -18,8 +18,9 @@ use crate::ws::protocol::ServerFrame;
 
 use super::MessageView;
 
-/// Most rows in one INSERT (6 binds each stays far below every backend's limit).
-const MAX_BATCH: usize = 512;
+/// Most rows in one INSERT (8 binds each stays far below every backend's limit). A batch's
+/// fan-out lands on a recipient's queue at once, so connection queues must hold two batches.
+pub const MAX_BATCH: usize = 256;
 /// Messages waiting for the writer before senders have to wait for room.
 const QUEUE: usize = 8192;
 

@@ -647,3 +647,48 @@ async fn too_large_a_gap_asks_for_a_resync() {
     assert_eq!(frame["newest_id"], newest);
     b.assert_quiet().await;
 }
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_dropped_without_slowing_others() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.ws.outbound_queue = 2 * pychat::chat::MAX_BATCH
+    })
+    .await
+    .expect("sqlite");
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let mut a = app.connect(&alice, None).await;
+    let mut a_other = app.connect(&alice, None).await;
+    let mut stalled_bob = app.connect(&bob, None).await;
+    // Enough bytes to fill the kernel's socket buffers on both ends, then the queue.
+    let body = "x".repeat(4000);
+    let total = 5000;
+    let reader = async {
+        for _ in 0..total {
+            a_other.recv_type("message").await;
+        }
+    };
+    let sender = async {
+        // 100 in flight at a time: the sender reads its acks as it goes, as a client must.
+        for chunk in 0..total / 100 {
+            for i in chunk * 100..(chunk + 1) * 100 {
+                a.send(json!({"type": "send", "to": "bob", "body": body, "client_msg_id": format!("s{i}")}))
+                    .await;
+            }
+            for _ in 0..100 {
+                a.recv_type("ack").await;
+            }
+        }
+    };
+    tokio::join!(reader, sender);
+    // Alice's other connection got all of it; bob's stalled one was cut off.
+    assert_eq!(stalled_bob.closed().await, Some(1008));
+    // Nothing was lost: bob resumes and gets every message.
+    let history = app
+        .get("/api/conversations/alice/messages?limit=1", &bob.access)
+        .await;
+    assert_eq!(
+        history.body["messages"][0]["client_msg_id"],
+        format!("s{}", total - 1)
+    );
+}
