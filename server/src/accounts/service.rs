@@ -214,7 +214,11 @@ impl Accounts {
     }
 
     pub async fn me(&self, auth: &AuthUser) -> Result<UserView, AppError> {
-        let user_id = auth.user_id;
+        self.user(auth.user_id).await
+    }
+
+    /// A user by id; a missing one means the credentials outlived their user.
+    pub async fn user(&self, user_id: i64) -> Result<UserView, AppError> {
         let user = self
             .db
             .run(move |conn| Ok(users::find_by_id(conn, user_id)?))

@@ -8,7 +8,6 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::auth::extractor::bearer_token;
 use crate::chat::Identity;
-use crate::db::users;
 use crate::error::{AppError, ErrorBody, ErrorCode};
 use crate::ws::session::{self, SessionContext};
 use crate::ws::ticket::TICKET_TTL;
@@ -74,12 +73,7 @@ pub async fn connect(
             }
         }
     };
-    let user_id = identity.user_id;
-    let user = state
-        .db
-        .run(move |conn| Ok(users::find_by_id(conn, user_id)?))
-        .await?
-        .ok_or_else(AppError::invalid_token)?;
+    let user = state.accounts.user(identity.user_id).await?;
     let (response, socket, stream) = actix_ws::handle(&req, body)?;
     let context = SessionContext {
         identity,

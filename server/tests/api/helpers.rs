@@ -333,3 +333,15 @@ macro_rules! on_every_backend {
         )+
     };
 }
+
+/// Compares a generated artefact with its committed copy; `PYCHAT_BLESS=1` rewrites the copy.
+pub fn assert_committed(path: &str, generated: &str, bless_command: &str) {
+    if std::env::var("PYCHAT_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(path, generated).expect("write the committed copy");
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{path} is stale: run `{bless_command}` and commit it"
+    );
+}

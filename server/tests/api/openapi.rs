@@ -5,18 +5,12 @@ use reqwest::{Method, StatusCode};
 
 use crate::helpers::{Backend, spawn_app};
 
-const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
-
 #[test]
 fn committed_document_is_current() {
-    let generated = pychat::api::openapi::to_pretty_json();
-    if std::env::var("PYCHAT_BLESS").is_ok_and(|v| v == "1") {
-        std::fs::write(SNAPSHOT, &generated).expect("write snapshot");
-    }
-    let committed = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "docs/openapi.json is stale: run `PYCHAT_BLESS=1 cargo test -p pychat openapi` and commit it"
+    crate::helpers::assert_committed(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"),
+        &pychat::api::openapi::to_pretty_json(),
+        "PYCHAT_BLESS=1 cargo test -p pychat openapi",
     );
 }
 

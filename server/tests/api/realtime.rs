@@ -17,6 +17,16 @@ on_every_backend!(
     presence_follows_connections,
 );
 
+/// Ids of the messages in a history reply.
+fn history_ids(reply: &crate::helpers::Reply) -> Vec<i64> {
+    reply.body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect()
+}
+
 fn ids(frames: &[Value]) -> Vec<i64> {
     frames
         .iter()
@@ -158,12 +168,7 @@ async fn concurrent_senders_arrive_in_id_order(app: TestApp) {
     let from_alice = app
         .get("/api/conversations/alice/messages?limit=200", &bob.access)
         .await;
-    let history: Vec<i64> = from_alice.body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["id"].as_i64().expect("id"))
-        .collect();
+    let history = history_ids(&from_alice);
     let live_from_alice: Vec<i64> = received
         .iter()
         .filter(|f| f["message"]["from"] == "alice")
@@ -224,12 +229,7 @@ async fn history_conversations_and_receipts(app: TestApp) {
     let latest = app
         .get("/api/conversations/alice/messages?limit=2", &bob.access)
         .await;
-    let page_ids: Vec<i64> = latest.body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["id"].as_i64().expect("id"))
-        .collect();
+    let page_ids = history_ids(&latest);
     assert_eq!(page_ids, ids[3..5]);
     assert_eq!(latest.body["has_more"], true);
     let older = app
@@ -241,12 +241,7 @@ async fn history_conversations_and_receipts(app: TestApp) {
             &bob.access,
         )
         .await;
-    let older_ids: Vec<i64> = older.body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["id"].as_i64().expect("id"))
-        .collect();
+    let older_ids = history_ids(&older);
     assert_eq!(older_ids, ids[0..3]);
     assert_eq!(older.body["has_more"], false);
     let newer = app
@@ -255,12 +250,7 @@ async fn history_conversations_and_receipts(app: TestApp) {
             &bob.access,
         )
         .await;
-    let newer_ids: Vec<i64> = newer.body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["id"].as_i64().expect("id"))
-        .collect();
+    let newer_ids = history_ids(&newer);
     assert_eq!(newer_ids, ids[1..3]);
     assert_eq!(newer.body["has_more"], true);
     let both = app
