@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use crate::accounts::Accounts;
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::bus::Bus;
+use crate::calls::ice::IceConfig;
 use crate::chat::{Chat, ChatLimits};
 use crate::config::Settings;
 use crate::db::{Db, StartupError};
@@ -24,6 +25,7 @@ pub struct AppState {
     pub chat: Chat,
     pub tickets: Tickets,
     pub ws_limits: WsLimits,
+    pub ice: IceConfig,
 }
 
 impl AppState {
@@ -51,6 +53,7 @@ impl AppState {
             chat,
             tickets: Tickets::default(),
             ws_limits: settings.ws,
+            ice: settings.ice.clone(),
         }
     }
 }

@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::calls::ice::IceConfig;
 use crate::db::DatabaseUrl;
 use crate::ws::WsLimits;
 
@@ -61,6 +62,12 @@ pub struct RawSettings {
     pub ws_rate_burst: f64,
     pub ws_outbound_queue: usize,
     pub replay_max: i64,
+    /// Comma-separated `stun:` URLs.
+    pub stun_urls: String,
+    /// Comma-separated `turn:` / `turns:` URLs.
+    pub turn_urls: String,
+    pub turn_secret: Option<Secret>,
+    pub turn_credential_ttl_secs: u64,
 }
 
 impl Default for RawSettings {
@@ -83,6 +90,10 @@ impl Default for RawSettings {
             ws_rate_burst: 60.0,
             ws_outbound_queue: 1024,
             replay_max: 1000,
+            stun_urls: String::new(),
+            turn_urls: String::new(),
+            turn_secret: None,
+            turn_credential_ttl_secs: 24 * 60 * 60,
         }
     }
 }
@@ -127,6 +138,10 @@ impl RawSettings {
         "ws_rate_burst",
         "ws_outbound_queue",
         "replay_max",
+        "stun_urls",
+        "turn_urls",
+        "turn_secret",
+        "turn_credential_ttl_secs",
     ];
 
     /// Reads defaults, then `config_file` (if any), then the environment.
@@ -227,6 +242,16 @@ impl RawSettings {
         if self.replay_max < 1 {
             return Err(ConfigError::new("replay_max", "must be at least 1"));
         }
+        let stun_urls = url_list(&self.stun_urls, &["stun:", "stuns:"])
+            .map_err(|m| ConfigError::new("stun_urls", m))?;
+        let turn_urls = url_list(&self.turn_urls, &["turn:", "turns:"])
+            .map_err(|m| ConfigError::new("turn_urls", m))?;
+        if self.turn_secret.is_some() && turn_urls.is_empty() {
+            return Err(ConfigError::new(
+                "turn_secret",
+                "is set but PYCHAT_TURN_URLS is empty",
+            ));
+        }
         let database_url = match &self.database_url {
             Some(url) => DatabaseUrl::parse(url)
                 .map_err(|message| ConfigError::new("database_url", message))?,
@@ -268,8 +293,29 @@ impl RawSettings {
                 outbound_queue: self.ws_outbound_queue,
             },
             replay_max: self.replay_max,
+            ice: IceConfig {
+                stun_urls,
+                turn_urls,
+                turn_secret: self.turn_secret,
+                turn_credential_ttl: Duration::from_secs(self.turn_credential_ttl_secs),
+            },
         })
     }
+}
+
+/// Splits a comma-separated list of URLs, each of which must start with one of `schemes`.
+fn url_list(raw: &str, schemes: &[&str]) -> Result<Vec<String>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            if schemes.iter().any(|s| u.starts_with(s)) {
+                Ok(u.to_string())
+            } else {
+                Err(format!("{u:?} must start with {}", schemes.join(" or ")))
+            }
+        })
+        .collect()
 }
 
 fn check_secret_length(secret: &Secret) -> Result<(), String> {
@@ -340,6 +386,7 @@ pub struct Settings {
     pub workers: Option<usize>,
     pub ws: WsLimits,
     pub replay_max: i64,
+    pub ice: IceConfig,
 }
 
 impl Settings {
@@ -358,6 +405,9 @@ impl Settings {
             workers = self.workers.map_or("auto".to_string(), |w| w.to_string()),
             ws = ?self.ws,
             replay_max = self.replay_max,
+            stun_urls = ?self.ice.stun_urls,
+            turn_urls = ?self.ice.turn_urls,
+            turn_secret = if self.ice.turn_secret.is_some() { "[redacted]" } else { "unset" },
             "effective configuration"
         );
     }

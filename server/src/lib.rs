@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod bus;
+pub mod calls;
 pub mod chat;
 pub mod config;
 pub mod db;

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod conversations;
 pub mod health;
+pub mod ice;
 pub mod me;
 pub mod openapi;
 pub mod users;

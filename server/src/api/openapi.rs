@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         super::conversations::list,
         super::conversations::messages,
         super::conversations::read,
+        super::ice::list,
     ),
     components(schemas(crate::error::ErrorCode)),
     modifiers(&BearerAuth),
