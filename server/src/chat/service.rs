@@ -106,10 +106,6 @@ impl Chat {
         &self.bus
     }
 
-    pub fn directory(&self) -> &Directory {
-        &self.directory
-    }
-
     /// Stores a direct message and returns it once committed. The same `client_msg_id` again
     /// returns the original and stores nothing.
     pub async fn send(
@@ -155,31 +151,6 @@ impl Chat {
             sender.username.clone(),
             recipient_name,
             origin,
-        )
-        .await
-    }
-
-    /// Stores a message the server writes itself (a missed call) and fans it out.
-    pub async fn store_system_message(
-        &self,
-        from: &Identity,
-        to: &Identity,
-        kind: MessageKind,
-        body: String,
-        key: String,
-    ) -> Result<Stored, AppError> {
-        self.store(
-            NewMessage::new(
-                from.user_id,
-                to.user_id,
-                kind.as_str(),
-                body,
-                key,
-                db::now(),
-            ),
-            from.username.clone(),
-            to.username.clone(),
-            None,
         )
         .await
     }
