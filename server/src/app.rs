@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use crate::accounts::Accounts;
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::bus::Bus;
+use crate::calls::Calls;
 use crate::calls::ice::IceConfig;
 use crate::chat::{Chat, ChatLimits};
 use crate::config::Settings;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub tickets: Tickets,
     pub ws_limits: WsLimits,
     pub ice: IceConfig,
+    pub calls: Calls,
 }
 
 impl AppState {
@@ -40,7 +42,7 @@ impl AppState {
         let bus = Bus::in_process(Hub::new());
         let chat = Chat::new(
             db.clone(),
-            bus,
+            bus.clone(),
             ChatLimits {
                 replay_page: 200,
                 replay_max: settings.replay_max,
@@ -50,6 +52,7 @@ impl AppState {
             db,
             accounts,
             tokens,
+            calls: Calls::new(bus, chat.clone(), settings.calls),
             chat,
             tickets: Tickets::default(),
             ws_limits: settings.ws,

@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::calls::CallLimits;
 use crate::calls::ice::IceConfig;
 use crate::db::DatabaseUrl;
 use crate::ws::WsLimits;
@@ -68,6 +69,11 @@ pub struct RawSettings {
     pub turn_urls: String,
     pub turn_secret: Option<Secret>,
     pub turn_credential_ttl_secs: u64,
+    pub room_max_peers: u32,
+    pub call_grace_secs: u64,
+    pub call_ring_secs: u64,
+    pub rooms_per_minute: usize,
+    pub calls_per_minute: usize,
 }
 
 impl Default for RawSettings {
@@ -94,6 +100,11 @@ impl Default for RawSettings {
             turn_urls: String::new(),
             turn_secret: None,
             turn_credential_ttl_secs: 24 * 60 * 60,
+            room_max_peers: 6,
+            call_grace_secs: 15,
+            call_ring_secs: 30,
+            rooms_per_minute: 10,
+            calls_per_minute: 10,
         }
     }
 }
@@ -142,6 +153,11 @@ impl RawSettings {
         "turn_urls",
         "turn_secret",
         "turn_credential_ttl_secs",
+        "room_max_peers",
+        "call_grace_secs",
+        "call_ring_secs",
+        "rooms_per_minute",
+        "calls_per_minute",
     ];
 
     /// Reads defaults, then `config_file` (if any), then the environment.
@@ -252,6 +268,21 @@ impl RawSettings {
                 "is set but PYCHAT_TURN_URLS is empty",
             ));
         }
+        if !(2..=16).contains(&self.room_max_peers) {
+            return Err(ConfigError::new(
+                "room_max_peers",
+                "must be between 2 and 16 (a full mesh grows with the square)",
+            ));
+        }
+        if self.call_ring_secs == 0 {
+            return Err(ConfigError::new("call_ring_secs", "must be at least 1"));
+        }
+        if self.rooms_per_minute == 0 || self.calls_per_minute == 0 {
+            return Err(ConfigError::new(
+                "rooms_per_minute",
+                "PYCHAT_ROOMS_PER_MINUTE and PYCHAT_CALLS_PER_MINUTE must be at least 1",
+            ));
+        }
         let database_url = match &self.database_url {
             Some(url) => DatabaseUrl::parse(url)
                 .map_err(|message| ConfigError::new("database_url", message))?,
@@ -293,6 +324,13 @@ impl RawSettings {
                 outbound_queue: self.ws_outbound_queue,
             },
             replay_max: self.replay_max,
+            calls: CallLimits {
+                max_peers: self.room_max_peers,
+                grace: Duration::from_secs(self.call_grace_secs),
+                ring_timeout: Duration::from_secs(self.call_ring_secs),
+                rooms_per_minute: self.rooms_per_minute,
+                calls_per_minute: self.calls_per_minute,
+            },
             ice: IceConfig {
                 stun_urls,
                 turn_urls,
@@ -387,6 +425,7 @@ pub struct Settings {
     pub ws: WsLimits,
     pub replay_max: i64,
     pub ice: IceConfig,
+    pub calls: CallLimits,
 }
 
 impl Settings {
@@ -405,6 +444,7 @@ impl Settings {
             workers = self.workers.map_or("auto".to_string(), |w| w.to_string()),
             ws = ?self.ws,
             replay_max = self.replay_max,
+            calls = ?self.calls,
             stun_urls = ?self.ice.stun_urls,
             turn_urls = ?self.ice.turn_urls,
             turn_secret = if self.ice.turn_secret.is_some() { "[redacted]" } else { "unset" },

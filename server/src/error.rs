@@ -41,6 +41,28 @@ pub enum ErrorCode {
     UnknownFrameType,
     /// Too many requests or frames; slow down.
     RateLimited,
+    /// An open room already has this name.
+    RoomExists,
+    /// Room names starting with `_` are reserved.
+    RoomNameReserved,
+    RoomNotFound,
+    RoomFull,
+    /// This connection is in a room (or a call) already.
+    AlreadyInRoom,
+    /// This connection is in no room.
+    NotInRoom,
+    /// Only the room's creator may do this.
+    NotRoomCreator,
+    /// The room exists but the caller is not a member.
+    NotRoomMember,
+    /// Signaling waits for the creator to start the session.
+    SessionNotStarted,
+    /// No such peer in your room.
+    PeerNotFound,
+    /// No ringing call with that id is yours to answer.
+    CallNotFound,
+    /// The callee is in a call already.
+    Busy,
     DatabaseUnavailable,
     InternalError,
 }
@@ -53,6 +75,15 @@ impl ErrorCode {
             | Self::InvalidFrame
             | Self::UnknownFrameType => StatusCode::BAD_REQUEST,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::RoomNameReserved => StatusCode::BAD_REQUEST,
+            Self::RoomNotFound | Self::PeerNotFound | Self::CallNotFound => StatusCode::NOT_FOUND,
+            Self::RoomExists
+            | Self::RoomFull
+            | Self::AlreadyInRoom
+            | Self::NotInRoom
+            | Self::SessionNotStarted
+            | Self::Busy => StatusCode::CONFLICT,
+            Self::NotRoomCreator | Self::NotRoomMember => StatusCode::FORBIDDEN,
             Self::InvalidBody | Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

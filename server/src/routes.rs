@@ -41,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/users/{username}").get(api::users::profile))
             .service(web::resource("/ws/ticket").post(api::ws::ticket))
             .service(web::resource("/ice-servers").get(api::ice::list))
+            .service(web::resource("/rooms/{name}").get(api::rooms::get))
             .service(web::resource("/conversations").get(api::conversations::list))
             .service(
                 web::resource("/conversations/{username}/messages")

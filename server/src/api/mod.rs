@@ -6,5 +6,6 @@ pub mod health;
 pub mod ice;
 pub mod me;
 pub mod openapi;
+pub mod rooms;
 pub mod users;
 pub mod ws;

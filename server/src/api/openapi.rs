@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         super::conversations::messages,
         super::conversations::read,
         super::ice::list,
+        super::rooms::get,
     ),
     components(schemas(crate::error::ErrorCode)),
     modifiers(&BearerAuth),

@@ -79,6 +79,7 @@ pub async fn connect(
         identity,
         display_name: user.display_name,
         chat: state.chat.clone(),
+        calls: state.calls.clone(),
         limits: state.ws_limits,
         resume_after: query.after,
     };

@@ -23,6 +23,11 @@ impl Bus {
         self.hub.send_to_user(user_id, out, except);
     }
 
+    /// Delivers to one connection of `user_id`.
+    pub fn to_conn(&self, user_id: i64, conn: ConnId, out: &Outbound) {
+        self.hub.send_to_conn(user_id, conn, out);
+    }
+
     /// Whether `user_id` has a connection anywhere.
     pub fn is_online(&self, user_id: i64) -> bool {
         self.hub.is_online(user_id)

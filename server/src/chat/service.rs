@@ -106,6 +106,36 @@ impl Chat {
         &self.bus
     }
 
+    /// The id and canonical name of a user, or `user_not_found`.
+    pub async fn resolve_user(&self, name: &str) -> Result<(i64, String), AppError> {
+        self.directory.resolve(name).await
+    }
+
+    /// Stores a message the server writes itself (a missed call) and fans it out.
+    pub async fn store_system_message(
+        &self,
+        from: &Identity,
+        to: &Identity,
+        kind: MessageKind,
+        body: String,
+        key: String,
+    ) -> Result<Stored, AppError> {
+        self.store(
+            NewMessage::new(
+                from.user_id,
+                to.user_id,
+                kind.as_str(),
+                body,
+                key,
+                db::now(),
+            ),
+            from.username.clone(),
+            to.username.clone(),
+            None,
+        )
+        .await
+    }
+
     /// Stores a direct message and returns it once committed. The same `client_msg_id` again
     /// returns the original and stores nothing.
     pub async fn send(

@@ -94,6 +94,23 @@ impl Hub {
             .contains_key(&user_id)
     }
 
+    /// Queues `out` on one connection, if it is here.
+    pub fn send_to_conn(&self, user_id: i64, conn_id: ConnId, out: &Outbound) {
+        let shard = self
+            .shard(user_id)
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = shard
+            .get(&user_id)
+            .and_then(|conns| conns.iter().find(|c| c.id == conn_id))
+            .and_then(|c| c.tx.as_ref())
+        {
+            // A full queue here is the same slow reader the broadcast path cuts off; its loop
+            // closes it once the hub drops it there.
+            let _ = tx.try_send(out.clone());
+        }
+    }
+
     /// Queues `out` on every connection of `user_id` except `except`. A connection whose queue
     /// is full is cut off (its loop then closes it): it never slows the others.
     pub fn send_to_user(&self, user_id: i64, out: &Outbound, except: Option<ConnId>) {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+use crate::calls::{CallEndReason, CallMedia, LeaveReason, MemberView, RoomView, SignalKind};
 use crate::chat::{MessageView, PresenceStatus};
 use crate::error::ErrorCode;
 
@@ -34,16 +35,87 @@ pub enum ClientFrame {
         client_msg_id: String,
     },
     /// Mark the conversation with `peer` read up to message `up_to`.
-    Read { peer: String, up_to: i64 },
+    Read {
+        peer: String,
+        up_to: i64,
+    },
     /// The user is typing to `to`. Relayed (throttled), never stored.
-    Typing { to: String },
+    Typing {
+        to: String,
+    },
     /// Application-level keep-alive; answered with `pong`.
     Ping {},
+    /// Create a call room by name and join it as its creator.
+    RoomCreate {
+        name: String,
+    },
+    /// Join an open room by name.
+    RoomJoin {
+        name: String,
+    },
+    /// After a reconnect: take back the seat `peer_id` held in room `name` (within the grace
+    /// period).
+    RoomRejoin {
+        name: String,
+        peer_id: String,
+    },
+    /// Leave the current room.
+    RoomLeave {},
+    /// End the current room for everyone (its creator only).
+    RoomEnd {},
+    /// Start the session: members may now exchange offers (the creator only, once someone joined).
+    SessionStart {},
+    /// Relay WebRTC signaling to one peer of the same room. `payload` is opaque to the server.
+    Signal {
+        to: String,
+        kind: SignalKind,
+        #[ts(type = "unknown")]
+        payload: serde_json::Value,
+    },
+    /// This peer's media state, broadcast to the room.
+    PeerState {
+        muted: bool,
+        camera: bool,
+        screen: bool,
+    },
+    /// Ring every connection of `to`.
+    Call {
+        to: String,
+        media: CallMedia,
+    },
+    /// Answer a ringing call (from any one of the callee's connections).
+    CallAccept {
+        call_id: String,
+    },
+    CallDecline {
+        call_id: String,
+    },
+    /// The caller gives up before an answer.
+    CallCancel {
+        call_id: String,
+    },
 }
 
 impl ClientFrame {
     /// Every `type` the client may send, for telling an unknown type from a malformed frame.
-    pub const TYPES: &'static [&'static str] = &["send", "read", "typing", "ping"];
+    pub const TYPES: &'static [&'static str] = &[
+        "send",
+        "read",
+        "typing",
+        "ping",
+        "room_create",
+        "room_join",
+        "room_rejoin",
+        "room_leave",
+        "room_end",
+        "session_start",
+        "signal",
+        "peer_state",
+        "call",
+        "call_accept",
+        "call_decline",
+        "call_cancel",
+    ];
 }
 
 /// The signed-in user, as `hello` states it.
@@ -73,7 +145,9 @@ pub enum ServerFrame {
         message: MessageView,
     },
     /// A message to or from this user (live, or replayed after a resume).
-    Message { message: MessageView },
+    Message {
+        message: MessageView,
+    },
     /// Everything after the resume cursor has been sent; live traffic follows.
     ReplayEnd {
         /// The newest message id replayed, or the cursor itself when there was nothing.
@@ -81,9 +155,14 @@ pub enum ServerFrame {
         replayed: u32,
     },
     /// Too much was missed to replay: fetch history over REST, then continue from `newest_id`.
-    ResyncRequired { newest_id: i64 },
+    ResyncRequired {
+        newest_id: i64,
+    },
     /// `by` has read this user's messages up to `up_to`.
-    ReadReceipt { by: String, up_to: i64 },
+    ReadReceipt {
+        by: String,
+        up_to: i64,
+    },
     /// This user's read position with `peer` changed (on any of their connections).
     ReadState {
         peer: String,
@@ -91,7 +170,9 @@ pub enum ServerFrame {
         unread: i64,
     },
     /// `from` is typing to this user.
-    Typing { from: String },
+    Typing {
+        from: String,
+    },
     /// A user this one has a conversation with came online or went offline.
     Presence {
         user: String,
@@ -110,6 +191,97 @@ pub enum ServerFrame {
         #[ts(optional)]
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+    },
+    /// You created `room`; `peer_id` is this connection's id in it.
+    RoomCreated {
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: RoomView,
+        peer_id: String,
+    },
+    /// You joined (or rejoined) `room`: its creator and current members are listed.
+    RoomJoined {
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: RoomView,
+        peer_id: String,
+    },
+    MemberJoined {
+        room: String,
+        member: MemberView,
+    },
+    /// A member left; `creator` is the creator's peer id from now on (it passes on when the
+    /// creator leaves).
+    MemberLeft {
+        room: String,
+        peer_id: String,
+        username: String,
+        reason: LeaveReason,
+        creator: String,
+    },
+    /// A member's connection dropped; its seat is kept for the grace period.
+    MemberDisconnected {
+        room: String,
+        peer_id: String,
+    },
+    /// A member took its seat back on a new connection: renegotiate with it (ICE restart).
+    MemberReconnected {
+        room: String,
+        peer_id: String,
+    },
+    /// The creator ended the room, or it was a direct call and one side left.
+    RoomEnded {
+        room: String,
+        by: String,
+    },
+    /// The creator started the session: negotiate with every peer listed.
+    SessionStarted {
+        room: String,
+        peers: Vec<MemberView>,
+    },
+    /// WebRTC signaling from `from` (a peer id), stamped by the server.
+    Signal {
+        from: String,
+        from_user: String,
+        kind: SignalKind,
+        #[ts(type = "unknown")]
+        payload: serde_json::Value,
+    },
+    PeerState {
+        room: String,
+        peer_id: String,
+        username: String,
+        muted: bool,
+        camera: bool,
+        screen: bool,
+    },
+    /// Someone is calling you (sent to each of your connections).
+    IncomingCall {
+        call_id: String,
+        from: String,
+        media: CallMedia,
+    },
+    /// Your call is ringing on the callee's devices.
+    CallRinging {
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        call_id: String,
+        to: String,
+        media: CallMedia,
+    },
+    /// The call was answered: both sides are peers of `room`, the session already started.
+    CallAccepted {
+        call_id: String,
+        room: RoomView,
+        peer_id: String,
+    },
+    /// The call stopped ringing without (or after) an answer on this connection.
+    CallEnded {
+        call_id: String,
+        reason: CallEndReason,
     },
     /// A frame could not be handled. The connection stays open unless a close follows.
     Error {
@@ -240,6 +412,12 @@ pub fn typescript() -> String {
         MessageView::decl(&cfg),
         crate::chat::MessageKind::decl(&cfg),
         PresenceStatus::decl(&cfg),
+        RoomView::decl(&cfg),
+        MemberView::decl(&cfg),
+        SignalKind::decl(&cfg),
+        CallMedia::decl(&cfg),
+        LeaveReason::decl(&cfg),
+        CallEndReason::decl(&cfg),
         ErrorCode::decl(&cfg),
     ];
     let mut out = String::from(
@@ -277,6 +455,18 @@ mod tests {
             r#"{"type":"read","peer":"b","up_to":1}"#,
             r#"{"type":"typing","to":"b"}"#,
             r#"{"type":"ping"}"#,
+            r#"{"type":"room_create","name":"r"}"#,
+            r#"{"type":"room_join","name":"r"}"#,
+            r#"{"type":"room_rejoin","name":"r","peer_id":"p1"}"#,
+            r#"{"type":"room_leave"}"#,
+            r#"{"type":"room_end"}"#,
+            r#"{"type":"session_start"}"#,
+            r#"{"type":"signal","to":"p1","kind":"offer","payload":{"sdp":"v=0"}}"#,
+            r#"{"type":"peer_state","muted":true,"camera":false,"screen":false}"#,
+            r#"{"type":"call","to":"b","media":"video"}"#,
+            r#"{"type":"call_accept","call_id":"c"}"#,
+            r#"{"type":"call_decline","call_id":"c"}"#,
+            r#"{"type":"call_cancel","call_id":"c"}"#,
         ];
         assert_eq!(samples.len(), ClientFrame::TYPES.len());
         for sample in samples {

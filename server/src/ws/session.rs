@@ -10,6 +10,8 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::calls::Calls;
+use crate::calls::rooms::Caller;
 use crate::chat::{Chat, Identity, PresenceStatus, Replay};
 use crate::error::{AppError, ErrorCode};
 
@@ -31,6 +33,7 @@ pub struct SessionContext {
     pub identity: Identity,
     pub display_name: String,
     pub chat: Chat,
+    pub calls: Calls,
     pub limits: WsLimits,
     /// Replay messages newer than this before live traffic.
     pub resume_after: Option<i64>,
@@ -39,18 +42,20 @@ pub struct SessionContext {
 /// The connection's entry in the hub. Dropping it unregisters, whatever ended the loop.
 struct Registration {
     chat: Chat,
+    calls: Calls,
     identity: Identity,
     conn_id: ConnId,
 }
 
 impl Registration {
-    fn new(chat: &Chat, identity: &Identity, tx: mpsc::Sender<Outbound>) -> Self {
+    fn new(chat: &Chat, calls: &Calls, identity: &Identity, tx: mpsc::Sender<Outbound>) -> Self {
         let (conn_id, first) = chat.bus().hub().register(identity.user_id, tx);
         if first {
             announce(chat.clone(), identity.clone(), PresenceStatus::Online);
         }
         Self {
             chat: chat.clone(),
+            calls: calls.clone(),
             identity: identity.clone(),
             conn_id,
         }
@@ -59,6 +64,8 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        self.calls
+            .connection_closed(&Caller::new(&self.identity, self.conn_id));
         if self
             .chat
             .bus()
@@ -143,7 +150,7 @@ pub async fn run(ctx: SessionContext, socket: actix_ws::Session, stream: actix_w
         .aggregate_continuations()
         .max_continuation_size(MAX_FRAME_BYTES);
     let (tx, mut rx) = mpsc::channel(ctx.limits.outbound_queue);
-    let registration = Registration::new(&ctx.chat, &ctx.identity, tx);
+    let registration = Registration::new(&ctx.chat, &ctx.calls, &ctx.identity, tx);
     let mut conn = Connection {
         conn_id: registration.conn_id,
         bucket: TokenBucket::new(ctx.limits.rate_per_sec, ctx.limits.rate_burst),
@@ -162,8 +169,36 @@ pub async fn run(ctx: SessionContext, socket: actix_ws::Session, stream: actix_w
 struct Gone;
 
 impl Connection {
+    fn caller(&self) -> Caller {
+        Caller::new(&self.ctx.identity, self.conn_id)
+    }
+
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), Gone> {
         self.socket.text(frame.to_text()).await.map_err(|_| Gone)
+    }
+
+    /// Sends the reply to a frame: the frame itself, or an error carrying the frame's `id`.
+    async fn reply(
+        &mut self,
+        id: Option<String>,
+        result: Result<ServerFrame, AppError>,
+    ) -> Result<(), Gone> {
+        match result {
+            Ok(frame) => self.send(&frame).await,
+            Err(err) => self.send(&error_frame(id, &err)).await,
+        }
+    }
+
+    /// Sends an error for a frame whose success needs no reply.
+    async fn reply_on_error(
+        &mut self,
+        id: Option<String>,
+        result: Result<(), AppError>,
+    ) -> Result<(), Gone> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) => self.send(&error_frame(id, &err)).await,
+        }
     }
 
     async fn serve(
@@ -341,6 +376,90 @@ impl Connection {
                 }
                 .boxed_local(),
             ),
+            ClientFrame::RoomCreate { name } => {
+                let result = self
+                    .ctx
+                    .calls
+                    .create_room(&self.caller(), &name, id.clone());
+                self.reply(id, result).await?;
+            }
+            ClientFrame::RoomJoin { name } => {
+                let result = self.ctx.calls.join_room(&self.caller(), &name, id.clone());
+                self.reply(id, result).await?;
+            }
+            ClientFrame::RoomRejoin { name, peer_id } => {
+                let result =
+                    self.ctx
+                        .calls
+                        .rejoin_room(&self.caller(), &name, &peer_id, id.clone());
+                self.reply(id, result).await?;
+            }
+            ClientFrame::RoomLeave {} => {
+                let result = self.ctx.calls.leave_room(&self.caller(), id.clone());
+                self.reply(id, result).await?;
+            }
+            ClientFrame::RoomEnd {} => {
+                let result = self.ctx.calls.end_room(&self.caller(), id.clone());
+                self.reply(id, result).await?;
+            }
+            ClientFrame::SessionStart {} => {
+                let result = self.ctx.calls.start_session(&self.caller(), id.clone());
+                self.reply(id, result).await?;
+            }
+            ClientFrame::Signal { to, kind, payload } => {
+                let result = self.ctx.calls.signal(&self.caller(), &to, kind, payload);
+                self.reply_on_error(id, result).await?;
+            }
+            ClientFrame::PeerState {
+                muted,
+                camera,
+                screen,
+            } => {
+                let result =
+                    self.ctx
+                        .calls
+                        .peer_state(&self.caller(), (muted, camera, screen), id.clone());
+                self.reply(id, result).await?;
+            }
+            ClientFrame::Call { to, media } => {
+                let calls = self.ctx.calls.clone();
+                let caller = self.caller();
+                self.pending.push(
+                    async move {
+                        Some(match calls.call(&caller, &to, media, id.clone()).await {
+                            Ok(frame) => frame,
+                            Err(err) => error_frame(id, &err),
+                        })
+                    }
+                    .boxed_local(),
+                );
+            }
+            ClientFrame::CallAccept { call_id } => {
+                let result = self.ctx.calls.accept_call(&self.caller(), &call_id);
+                self.reply_on_error(id, result).await?;
+            }
+            ClientFrame::CallDecline { call_id } => {
+                let result = self
+                    .ctx
+                    .calls
+                    .decline_call(&self.caller(), &call_id, id.clone());
+                self.reply(id, result).await?;
+            }
+            ClientFrame::CallCancel { call_id } => {
+                let calls = self.ctx.calls.clone();
+                let caller = self.caller();
+                self.pending.push(
+                    async move {
+                        Some(
+                            match calls.cancel_call(&caller, &call_id, id.clone()).await {
+                                Ok(frame) => frame,
+                                Err(err) => error_frame(id, &err),
+                            },
+                        )
+                    }
+                    .boxed_local(),
+                );
+            }
             ClientFrame::Typing { to } => {
                 let now = Instant::now();
                 let throttled = self.last_typing.as_ref().is_some_and(|(last_to, at)| {

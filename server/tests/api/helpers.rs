@@ -305,27 +305,30 @@ pub async fn reply(response: reqwest::Response) -> Reply {
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),+ $(,)?) => {
+        $crate::on_every_backend!(@with |_: &mut pychat::config::Settings| {}; $($name),+);
+    };
+    (@with $adjust:expr; $($name:ident),+ $(,)?) => {
         $(
             mod $name {
-                use $crate::helpers::{Backend, spawn_app};
+                use $crate::helpers::{Backend, spawn_app_with};
 
                 #[actix_web::test]
                 async fn sqlite() {
-                    if let Some(app) = spawn_app(Backend::Sqlite).await {
+                    if let Some(app) = spawn_app_with(Backend::Sqlite, $adjust).await {
                         super::$name(app).await;
                     }
                 }
 
                 #[actix_web::test]
                 async fn postgres() {
-                    if let Some(app) = spawn_app(Backend::Postgres).await {
+                    if let Some(app) = spawn_app_with(Backend::Postgres, $adjust).await {
                         super::$name(app).await;
                     }
                 }
 
                 #[actix_web::test]
                 async fn mysql() {
-                    if let Some(app) = spawn_app(Backend::Mysql).await {
+                    if let Some(app) = spawn_app_with(Backend::Mysql, $adjust).await {
                         super::$name(app).await;
                     }
                 }

@@ -106,6 +106,28 @@ impl WsClient {
         }
     }
 
+    /// Sends a frame and returns the reply carrying its `id` (skipping other traffic).
+    pub async fn request(&mut self, mut frame: Value, id: &str) -> Value {
+        frame["id"] = Value::from(id);
+        self.send(frame).await;
+        loop {
+            let reply = self.recv().await;
+            if reply["id"] == id {
+                return reply;
+            }
+        }
+    }
+
+    /// The next frame of `kind`, skipping any other frame.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
     /// Sends a message and returns its ack.
     pub async fn send_message(&mut self, to: &str, body: &str, client_msg_id: &str) -> Value {
         self.send(json!({"type": "send", "id": client_msg_id, "to": to, "body": body, "client_msg_id": client_msg_id}))
@@ -143,6 +165,10 @@ impl WsClient {
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
         // Drain until the server's close arrives, so the server has unregistered us.
-        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.socket.next()).await {}
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(WAIT, self.socket.next()).await {
+            if message.is_close() {
+                break;
+            }
+        }
     }
 }
