@@ -231,6 +231,34 @@ async fn four_peers_negotiate_a_full_mesh() {
         );
         client.assert_quiet().await;
     }
+
+    // A late joiner, once a seat is free, connects to everyone already in the call.
+    clients[3]
+        .request(json!({"type": "room_leave"}), "bye")
+        .await;
+    for client in clients.iter_mut().take(3) {
+        client.next_of("member_left").await;
+    }
+    let (pe, room) = join(&mut e, "mesh").await;
+    assert_eq!(
+        room["session_started"], true,
+        "the joiner learns the call is on"
+    );
+    for (i, to) in peers.iter().enumerate().take(3) {
+        e.send(signal(to, "offer", json!({"sdp": format!("late->{i}")})))
+            .await;
+    }
+    for (i, client) in clients.iter_mut().enumerate().take(3) {
+        assert_eq!(
+            client.next_of("member_joined").await["member"]["peer_id"],
+            pe
+        );
+        let offer = client.next_of("signal").await;
+        assert_eq!(
+            (offer["from"].as_str(), offer["payload"]["sdp"].as_str()),
+            (Some(pe.as_str()), Some(format!("late->{i}").as_str()))
+        );
+    }
 }
 
 #[actix_web::test]
