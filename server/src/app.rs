@@ -2,6 +2,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 
+use actix_web::dev::Service;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{ErrorHandlers, Logger};
 use actix_web::{App, HttpServer, web};
@@ -104,8 +105,9 @@ impl Application {
             source,
         })?;
         let addr = listener.local_addr()?;
+        let web_dir = settings.web_dir.clone();
         let mut server = HttpServer::new(move || {
-            App::new()
+            let mut app = App::new()
                 .app_data(state.clone())
                 .wrap(ErrorHandlers::new().default_handler(crate::routes::json_error_body))
                 // %U is the path without the query string: nothing secret reaches the log.
@@ -113,7 +115,19 @@ impl Application {
                     Logger::new("%{method}xi %U %s %b %Dms")
                         .custom_request_replace("method", |req| req.method().to_string()),
                 )
-                .configure(crate::routes::configure)
+                .wrap_fn(|req, service| {
+                    let response = service.call(req);
+                    async move {
+                        let mut response = response.await?;
+                        crate::spa::apply_cache_control(&mut response);
+                        Ok(response)
+                    }
+                })
+                .configure(crate::routes::configure);
+            if let Some(dir) = &web_dir {
+                app = app.service(crate::spa::service(dir));
+            }
+            app
         })
         .listen(listener)?;
         if let Some(workers) = settings.workers {

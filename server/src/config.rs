@@ -74,6 +74,8 @@ pub struct RawSettings {
     pub call_ring_secs: u64,
     pub rooms_per_minute: usize,
     pub calls_per_minute: usize,
+    /// The built web app; served when the directory exists.
+    pub web_dir: PathBuf,
 }
 
 impl Default for RawSettings {
@@ -105,6 +107,7 @@ impl Default for RawSettings {
             call_ring_secs: 30,
             rooms_per_minute: 10,
             calls_per_minute: 10,
+            web_dir: PathBuf::from("web/dist"),
         }
     }
 }
@@ -158,6 +161,7 @@ impl RawSettings {
         "call_ring_secs",
         "rooms_per_minute",
         "calls_per_minute",
+        "web_dir",
     ];
 
     /// Reads defaults, then `config_file` (if any), then the environment.
@@ -324,6 +328,11 @@ impl RawSettings {
                 outbound_queue: self.ws_outbound_queue,
             },
             replay_max: self.replay_max,
+            web_dir: self
+                .web_dir
+                .join("index.html")
+                .is_file()
+                .then_some(self.web_dir),
             calls: CallLimits {
                 max_peers: self.room_max_peers,
                 grace: Duration::from_secs(self.call_grace_secs),
@@ -426,6 +435,8 @@ pub struct Settings {
     pub replay_max: i64,
     pub ice: IceConfig,
     pub calls: CallLimits,
+    /// The web app to serve, if it has been built.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -445,6 +456,7 @@ impl Settings {
             ws = ?self.ws,
             replay_max = self.replay_max,
             calls = ?self.calls,
+            web_dir = self.web_dir.as_ref().map_or("not built (API only)".to_string(), |d| d.display().to_string()),
             stun_urls = ?self.ice.stun_urls,
             turn_urls = ?self.ice.turn_urls,
             turn_secret = if self.ice.turn_secret.is_some() { "[redacted]" } else { "unset" },

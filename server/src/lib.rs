@@ -14,5 +14,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod routes;
+pub mod spa;
 pub mod telemetry;
 pub mod ws;

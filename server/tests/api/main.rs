@@ -9,4 +9,5 @@ mod openapi;
 mod protocol;
 mod realtime;
 mod tokens;
+mod web_app;
 mod ws_client;
