@@ -1,0 +1,40 @@
+// Everything that exists while a user is signed in: the socket, chat and calls.
+import type { Http, UserView } from './api/http';
+import { Socket } from './api/socket';
+import { CallManager } from './call/call';
+import { ChatService } from './state/chat';
+
+export class Session {
+  readonly socket: Socket;
+  readonly chat: ChatService;
+  readonly calls: CallManager;
+
+  constructor(
+    readonly http: Http,
+    readonly user: UserView,
+  ) {
+    this.socket = new Socket({ getTicket: () => http.wsTicket() });
+    this.chat = new ChatService(http, this.socket, user.username);
+    this.calls = new CallManager(http, this.socket);
+  }
+
+  start() {
+    this.calls.start();
+    void this.chat.start();
+    const w = window as unknown as { __pychat?: unknown };
+    w.__pychat = {
+      session: this,
+      socket: this.socket,
+      chat: this.chat,
+      calls: this.calls,
+      peerStates: () => this.calls.debugStates(),
+      peerStats: () => this.calls.debugStats(),
+    };
+  }
+
+  stop() {
+    this.calls.stop();
+    this.chat.stop();
+    this.socket.stop();
+  }
+}

@@ -1,0 +1,192 @@
+import { Fragment } from 'preact';
+import { useLayoutEffect, useRef, useState, useEffect } from 'preact/hooks';
+import type { MessageView } from '../generated/protocol';
+import type { Session } from '../session';
+import { delivery, isTyping, type PendingMessage } from '../state/chat';
+import { useStore } from '../state/store';
+import { Avatar, Icon, dayLabel, timeOf, useTick } from './util';
+
+type Item = { kind: 'msg'; m: MessageView } | { kind: 'pending'; p: PendingMessage };
+
+export function ChatView({ session, peer, onBack }: { session: Session; peer: string; onBack: () => void }) {
+  const s = useStore(session.chat.store);
+  const calls = useStore(session.calls.store);
+  useTick(1000);
+  const conv = s.conversations[peer];
+  const thread = s.threads[peer];
+  const listRef = useRef<HTMLDivElement>(null);
+  const anchor = useRef<{ fromBottom: number; stick: boolean }>({ fromBottom: 0, stick: true });
+  const [text, setText] = useState('');
+  const inputRef = useRef<HTMLTextAreaElement>(null);
+
+  useEffect(() => {
+    anchor.current = { fromBottom: 0, stick: true };
+    inputRef.current?.focus();
+  }, [peer]);
+
+  // Keep the view anchored: at the bottom when it was there, else where the reader was
+  // (prepending older history must not move what is on screen).
+  useLayoutEffect(() => {
+    const el = listRef.current;
+    if (!el) return;
+    if (anchor.current.stick) el.scrollTop = el.scrollHeight;
+    else el.scrollTop = el.scrollHeight - el.clientHeight - anchor.current.fromBottom;
+  });
+
+  const onScroll = () => {
+    const el = listRef.current;
+    if (!el) return;
+    const fromBottom = el.scrollHeight - el.clientHeight - el.scrollTop;
+    anchor.current = { fromBottom, stick: fromBottom < 40 };
+    if (el.scrollTop < 120) void session.chat.loadOlder(peer);
+  };
+
+  const items: Item[] = [
+    ...(thread?.messages ?? []).map((m) => ({ kind: 'msg' as const, m })),
+    ...(thread?.pending ?? []).map((p) => ({ kind: 'pending' as const, p })),
+  ];
+  const name = conv?.displayName ?? peer;
+  const online = conv?.presence.status === 'online';
+  const typing = isTyping(s, peer, Date.now());
+  const inCall = calls.phase !== 'idle' && calls.phase !== 'ended';
+
+  const submit = (e?: Event) => {
+    e?.preventDefault();
+    if (!text.trim()) return;
+    anchor.current.stick = true;
+    session.chat.send(peer, text);
+    setText('');
+  };
+
+  let lastDay = '';
+  return (
+    <section class="chat" aria-label={`Conversation with ${name}`} data-testid="chat-view">
+      <header class="chat-header">
+        <button class="icon-btn only-narrow" onClick={onBack} aria-label="Back to conversations" data-testid="back">
+          <Icon name="back" />
+        </button>
+        <Avatar name={name} size={40} online={online} />
+        <div class="chat-title">
+          <h2 data-testid="chat-peer">{name}</h2>
+          <span class="muted small" data-testid="chat-presence">
+            {typing ? <span class="typing-text">typing…</span> : online ? 'online' : conv?.presence.last_seen ? `last seen ${timeOf(conv.presence.last_seen)}` : 'offline'}
+          </span>
+        </div>
+        <div class="spacer" />
+        <button class="icon-btn" aria-label={`Audio call ${name}`} data-testid="call-audio" disabled={inCall} onClick={() => void session.calls.call(peer, 'audio')}>
+          <Icon name="phone" />
+        </button>
+        <button class="icon-btn" aria-label={`Video call ${name}`} data-testid="call-video" disabled={inCall} onClick={() => void session.calls.call(peer, 'video')}>
+          <Icon name="video" />
+        </button>
+      </header>
+      <div class="messages" ref={listRef} onScroll={onScroll} data-testid="messages" role="log" aria-live="polite" tabIndex={0} aria-label="Messages">
+        {thread?.loadingOlder && <div class="loading-older">Loading…</div>}
+        {thread?.loaded && !thread.hasMore && items.length > 0 && <div class="history-start">This is the beginning of your conversation with {name}.</div>}
+        {thread?.loaded && items.length === 0 && (
+          <div class="empty-chat">
+            <Avatar name={name} size={72} />
+            <p>Say hello to {name} 👋</p>
+          </div>
+        )}
+        {items.map((it) => {
+          const created = it.kind === 'msg' ? it.m.created_at : it.p.created_at;
+          const day = new Date(created).toDateString();
+          const sep = day !== lastDay;
+          lastDay = day;
+          return (
+            <Fragment key={it.kind === 'msg' ? `m${it.m.id}` : `p${it.p.client_msg_id}`}>
+              {sep && (
+                <div class="day-sep" data-testid="day-separator" role="separator">
+                  <span>{dayLabel(created)}</span>
+                </div>
+              )}
+              {it.kind === 'msg' ? <Bubble m={it.m} own={it.m.from === s.me} state={it.m.from === s.me ? delivery(s, it.m) : null} /> : <PendingBubble p={it.p} onRetry={() => session.chat.retry(peer, it.p.client_msg_id)} />}
+            </Fragment>
+          );
+        })}
+        <div class={`typing-row ${typing ? 'show' : ''}`} data-testid={typing ? 'typing-indicator' : undefined} aria-hidden={!typing}>
+          <span class="typing-dots">
+            <i />
+            <i />
+            <i />
+          </span>
+          {name} is typing
+        </div>
+      </div>
+      <form class="composer" onSubmit={submit}>
+        <textarea
+          ref={inputRef}
+          rows={1}
+          value={text}
+          placeholder={`Message ${name}`}
+          aria-label={`Message ${name}`}
+          data-testid="composer-input"
+          onInput={(e) => {
+            setText((e.target as HTMLTextAreaElement).value);
+            session.chat.typing(peer);
+          }}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter' && !e.shiftKey) {
+              e.preventDefault();
+              submit();
+            }
+          }}
+        />
+        <button class="btn primary round" type="submit" aria-label="Send message" data-testid="send" disabled={!text.trim()}>
+          <Icon name="send" />
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function Bubble({ m, own, state }: { m: MessageView; own: boolean; state: string | null }) {
+  if (m.kind === 'missed_call') {
+    return (
+      <div class="system-msg" data-testid="missed-call" data-id={m.id}>
+        <Icon name="phone" /> {own ? 'Call not answered' : `Missed call from ${m.from}`} · {timeOf(m.created_at)}
+      </div>
+    );
+  }
+  return (
+    <div class={`bubble-row ${own ? 'own' : 'peer'}`} data-testid="message" data-id={m.id} data-own={own ? 'true' : 'false'}>
+      <div class="bubble">
+        <span class="body">{m.body}</span>
+        <span class="meta">
+          <time dateTime={m.created_at}>{timeOf(m.created_at)}</time>
+          {state && <Tick state={state} />}
+        </span>
+      </div>
+    </div>
+  );
+}
+
+function PendingBubble({ p, onRetry }: { p: PendingMessage; onRetry: () => void }) {
+  return (
+    <div class="bubble-row own" data-testid="message" data-pending="true" data-own="true">
+      <div class={`bubble ${p.error ? 'failed' : 'sending'}`}>
+        <span class="body">{p.body}</span>
+        <span class="meta">
+          <time dateTime={p.created_at}>{timeOf(p.created_at)}</time>
+          <Tick state={p.error ? 'failed' : 'sending'} />
+        </span>
+        {p.error && (
+          <button class="btn link small" onClick={onRetry} aria-label="Retry sending" data-testid="retry">
+            Not sent — retry
+          </button>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function Tick({ state }: { state: string }) {
+  const label = { sending: 'Sending', sent: 'Sent', read: 'Read', failed: 'Failed' }[state] ?? state;
+  const glyph = { sending: '🕓', sent: '✓', read: '✓✓', failed: '!' }[state] ?? '';
+  return (
+    <span class={`tick ${state}`} data-testid="delivery" data-state={state} aria-label={label} title={label}>
+      {glyph}
+    </span>
+  );
+}
