@@ -1,6 +1,7 @@
 //! Builds the application: state, middleware, routes, and the bound HTTP server.
 
 use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 use actix_web::dev::Service;
 use actix_web::dev::{Server, ServerHandle};
@@ -9,7 +10,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::accounts::Accounts;
 use crate::auth::{PasswordHasher, TokenIssuer};
-use crate::bus::Bus;
+use crate::bus::{Bus, RedisBus};
 use crate::calls::Calls;
 use crate::calls::ice::IceConfig;
 use crate::chat::{Chat, ChatLimits};
@@ -32,7 +33,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: &Settings, db: Db) -> Self {
+    pub fn new(settings: &Settings, db: Db, bus: Bus) -> Self {
         let tokens = TokenIssuer::new(&settings.jwt_secret, settings.access_token_ttl);
         let accounts = Accounts::new(
             db.clone(),
@@ -40,7 +41,6 @@ impl AppState {
             tokens.clone(),
             settings.refresh_token_ttl,
         );
-        let bus = Bus::in_process(Hub::new());
         let chat = Chat::new(
             db.clone(),
             bus.clone(),
@@ -49,13 +49,16 @@ impl AppState {
                 replay_max: settings.replay_max,
             },
         );
+        let tickets = bus
+            .redis()
+            .map_or_else(Tickets::default, |redis| Tickets::shared(redis.commands()));
         Self {
             db,
             accounts,
             tokens,
             calls: Calls::new(bus, chat.clone(), settings.calls),
             chat,
-            tickets: Tickets::default(),
+            tickets,
             ws_limits: settings.ws,
             ice: settings.ice.clone(),
         }
@@ -73,6 +76,8 @@ pub enum RunError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Redis(#[from] crate::bus::redis::RedisStartError),
 }
 
 /// Opens the database and applies pending migrations (blocking: call off the async workers).
@@ -83,6 +88,33 @@ pub fn open_database(settings: &Settings) -> Result<Db, StartupError> {
         tracing::info!(migrations = ?applied, "applied migrations");
     }
     Ok(db)
+}
+
+/// The in-process bus, or the Redis one when configured. The instance id tells this instance's
+/// connections and publishes apart from every other's.
+async fn connect_bus(settings: &Settings) -> Result<Bus, RunError> {
+    let instance = loop {
+        let id: u32 = rand::random();
+        if id != 0 {
+            break id;
+        }
+    };
+    let hub = Hub::new(instance);
+    let Some(url) = &settings.redis_url else {
+        return Ok(Bus::in_process(hub));
+    };
+    let redis = RedisBus::connect(url.expose(), instance, hub.clone()).await?;
+    tracing::info!(instance, "fan-out through redis");
+    let sweeper = redis.clone();
+    let sweep_hub = hub.clone();
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(Duration::from_secs(10));
+        loop {
+            every.tick().await;
+            sweeper.unsubscribe_idle(&sweep_hub).await;
+        }
+    });
+    Ok(Bus::with_redis(hub, redis))
 }
 
 /// A bound, not yet running server. Tests bind port 0 and read the port from [`Self::addr`].
@@ -98,7 +130,11 @@ impl Application {
             .await
             .map_err(std::io::Error::other)??;
         tracing::info!(backend = %db.backend(), "database ready");
-        let state = web::Data::new(AppState::new(&settings, db));
+        let bus = connect_bus(&settings).await?;
+        let state = web::Data::new(AppState::new(&settings, db, bus));
+        state
+            .chat
+            .maintain_cluster_presence(settings.instance_timeout);
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| RunError::Bind {
             addr: settings.bind,

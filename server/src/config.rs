@@ -76,6 +76,10 @@ pub struct RawSettings {
     pub calls_per_minute: usize,
     /// The built web app; served when the directory exists.
     pub web_dir: PathBuf,
+    /// Allows Redis fan-out over SQLite, for several processes on one machine sharing the file.
+    pub single_machine: bool,
+    /// How soon a killed instance's users are marked offline (with Redis).
+    pub instance_timeout_secs: u64,
 }
 
 impl Default for RawSettings {
@@ -108,6 +112,8 @@ impl Default for RawSettings {
             rooms_per_minute: 10,
             calls_per_minute: 10,
             web_dir: PathBuf::from("web/dist"),
+            single_machine: false,
+            instance_timeout_secs: 30,
         }
     }
 }
@@ -162,6 +168,8 @@ impl RawSettings {
         "rooms_per_minute",
         "calls_per_minute",
         "web_dir",
+        "single_machine",
+        "instance_timeout_secs",
     ];
 
     /// Reads defaults, then `config_file` (if any), then the environment.
@@ -278,6 +286,12 @@ impl RawSettings {
                 "must be between 2 and 16 (a full mesh grows with the square)",
             ));
         }
+        if self.instance_timeout_secs < 3 {
+            return Err(ConfigError::new(
+                "instance_timeout_secs",
+                "must be at least 3",
+            ));
+        }
         if self.call_ring_secs == 0 {
             return Err(ConfigError::new("call_ring_secs", "must be at least 1"));
         }
@@ -301,6 +315,16 @@ impl RawSettings {
             }
             other => other.clone().map(Secret::new),
         };
+        if redis_url.is_some()
+            && database_url.backend() == crate::db::Backend::Sqlite
+            && !self.single_machine
+        {
+            return Err(ConfigError::new(
+                "redis_url",
+                "Redis fan-out is for several instances, which need PostgreSQL or MySQL; \
+                 with SQLite set PYCHAT_SINGLE_MACHINE=true if every instance runs on this machine",
+            ));
+        }
         let jwt_secret = match self.jwt_secret {
             Some(secret) => {
                 check_secret_length(&secret).map_err(|m| ConfigError::new("jwt_secret", m))?;
@@ -333,6 +357,7 @@ impl RawSettings {
                 .join("index.html")
                 .is_file()
                 .then_some(self.web_dir),
+            instance_timeout: Duration::from_secs(self.instance_timeout_secs),
             calls: CallLimits {
                 max_peers: self.room_max_peers,
                 grace: Duration::from_secs(self.call_grace_secs),
@@ -437,6 +462,7 @@ pub struct Settings {
     pub calls: CallLimits,
     /// The web app to serve, if it has been built.
     pub web_dir: Option<PathBuf>,
+    pub instance_timeout: Duration,
 }
 
 impl Settings {

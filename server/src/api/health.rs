@@ -6,9 +6,12 @@ use crate::app::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` / `ready`, or `unavailable` when a dependency is down.
+    /// `ok` / `ready`; `degraded` when Redis is unreachable (this instance still serves its own
+    /// users); `unavailable` when the database is down.
     pub status: &'static str,
     pub database: &'static str,
+    /// Cross-instance fan-out: `ok`, `degraded` or `disabled` (single instance).
+    pub bus: &'static str,
 }
 
 /// Liveness: the process answers.
@@ -17,6 +20,7 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok",
         database: "unchecked",
+        bus: "unchecked",
     })
 }
 
@@ -33,14 +37,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             Ok(conn.batch_execute("SELECT 1")?)
         })
         .await;
+    let bus = state.chat.bus().status();
     match database {
         Ok(()) => HttpResponse::Ok().json(Health {
-            status: "ready",
+            status: if bus == "degraded" {
+                "degraded"
+            } else {
+                "ready"
+            },
             database: "ok",
+            bus,
         }),
         Err(_) => HttpResponse::ServiceUnavailable().json(Health {
             status: "unavailable",
             database: "unavailable",
+            bus,
         }),
     }
 }

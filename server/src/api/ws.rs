@@ -26,10 +26,13 @@ pub struct TicketResponse {
     (status = 401, body = ErrorBody),
 ))]
 pub async fn ticket(state: web::Data<AppState>, auth: AuthUser) -> HttpResponse {
-    let ticket = state.tickets.issue(Identity {
-        user_id: auth.user_id,
-        username: auth.username,
-    });
+    let ticket = state
+        .tickets
+        .issue(Identity {
+            user_id: auth.user_id,
+            username: auth.username,
+        })
+        .await;
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(TicketResponse {
@@ -59,7 +62,7 @@ pub async fn connect(
 ) -> Result<HttpResponse, actix_web::Error> {
     let query = query.into_inner();
     let identity = match &query.ticket {
-        Some(ticket) => state.tickets.redeem(ticket).ok_or_else(|| {
+        Some(ticket) => state.tickets.redeem(ticket).await.ok_or_else(|| {
             AppError::new(
                 ErrorCode::InvalidTicket,
                 "the ticket is unknown, expired or already used",

@@ -1,35 +1,67 @@
-//! The fan-out seam: everything that reaches a user goes through [`Bus`]. Today it delivers
-//! in-process through the local [`Hub`]; the Redis implementation (several instances) plugs in
-//! here without changing any caller.
+//! The fan-out seam: everything that reaches a user goes through [`Bus`]. Delivery to this
+//! instance's own connections is always direct (through the [`Hub`]); with Redis configured the
+//! same frame is also published for the other instances (see [`redis`]).
+
+pub mod redis;
 
 use crate::ws::hub::{ConnId, Hub, Outbound};
+
+pub use self::redis::RedisBus;
 
 #[derive(Clone)]
 pub struct Bus {
     hub: Hub,
+    redis: Option<RedisBus>,
 }
 
 impl Bus {
     pub fn in_process(hub: Hub) -> Self {
-        Self { hub }
+        Self { hub, redis: None }
+    }
+
+    pub fn with_redis(hub: Hub, redis: RedisBus) -> Self {
+        Self {
+            hub,
+            redis: Some(redis),
+        }
     }
 
     pub fn hub(&self) -> &Hub {
         &self.hub
     }
 
+    pub fn redis(&self) -> Option<&RedisBus> {
+        self.redis.as_ref()
+    }
+
     /// Delivers to every connection of `user_id`, except `except` if given.
     pub fn to_user(&self, user_id: i64, out: &Outbound, except: Option<ConnId>) {
         self.hub.send_to_user(user_id, out, except);
+        if let Some(redis) = &self.redis {
+            redis.publish(user_id, 0, except.unwrap_or(0), out);
+        }
     }
 
-    /// Delivers to one connection of `user_id`.
+    /// Delivers to one connection of `user_id`, wherever it is.
     pub fn to_conn(&self, user_id: i64, conn: ConnId, out: &Outbound) {
-        self.hub.send_to_conn(user_id, conn, out);
+        if self.hub.is_local(conn) {
+            self.hub.send_to_conn(user_id, conn, out);
+        } else if let Some(redis) = &self.redis {
+            redis.publish(user_id, conn, 0, out);
+        }
     }
 
-    /// Whether `user_id` has a connection anywhere.
+    /// Whether `user_id` has a connection on this instance.
     pub fn is_online(&self, user_id: i64) -> bool {
         self.hub.is_online(user_id)
+    }
+
+    /// `ok`, `degraded` (Redis unreachable: local delivery only) or `disabled`.
+    pub fn status(&self) -> &'static str {
+        match &self.redis {
+            None => "disabled",
+            Some(redis) if redis.is_healthy() => "ok",
+            Some(_) => "degraded",
+        }
     }
 }

@@ -1,4 +1,5 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -291,12 +292,9 @@ impl Chat {
             .await
     }
 
-    pub fn presence_of(
-        &self,
-        user_id: i64,
-        last_seen: Option<time::PrimitiveDateTime>,
-    ) -> Presence {
-        if self.bus.is_online(user_id) {
+    /// Presence from whether the user is online and when they were last seen.
+    fn presence_of(online: bool, last_seen: Option<time::PrimitiveDateTime>) -> Presence {
+        if online {
             Presence {
                 status: PresenceStatus::Online,
                 last_seen: None,
@@ -309,6 +307,23 @@ impl Chat {
         }
     }
 
+    /// Which of `users` have a connection anywhere: this instance's hub, and with Redis every
+    /// instance (falling back to this one's view while Redis is away).
+    pub async fn online(&self, users: &[i64]) -> HashSet<i64> {
+        let mut online: HashSet<i64> = users
+            .iter()
+            .copied()
+            .filter(|u| self.bus.is_online(*u))
+            .collect();
+        if let Some(redis) = self.bus.redis() {
+            match redis.online(users).await {
+                Ok(cluster) => online.extend(cluster),
+                Err(err) => tracing::debug!(error = %err, "cluster presence unavailable"),
+            }
+        }
+        online
+    }
+
     /// The user's conversations, most recent first.
     pub async fn conversations(
         &self,
@@ -318,7 +333,8 @@ impl Chat {
     ) -> Result<ConversationPage, AppError> {
         let this = self.clone();
         let user_id = user.user_id;
-        self.db
+        let mut page = self
+            .db
             .run(move |conn| {
                 let mut peers = messages::peers_with_last_id(conn, user_id)?;
                 peers.sort_by_key(|&(_, last)| std::cmp::Reverse(last));
@@ -356,7 +372,7 @@ impl Chat {
                             *peer_id,
                             last_read_id,
                         )?,
-                        presence: this.presence_of(*peer_id, profile.last_seen_at),
+                        presence: Self::presence_of(false, profile.last_seen_at),
                         peer: UserView::from(&profile),
                         last_message,
                         last_read_id,
@@ -372,7 +388,15 @@ impl Chat {
                     next_before,
                 })
             })
-            .await
+            .await?;
+        let peers: Vec<i64> = page.conversations.iter().map(|c| c.peer.id).collect();
+        let online = self.online(&peers).await;
+        for conversation in &mut page.conversations {
+            if online.contains(&conversation.peer.id) {
+                conversation.presence = Self::presence_of(true, None);
+            }
+        }
+        Ok(page)
     }
 
     /// Moves `user`'s read position with `peer` forward, tells the peer (a read receipt) and the
@@ -480,6 +504,80 @@ impl Chat {
             .run(move |conn| Ok(users::find_by_id(conn, user_id)?))
             .await?
             .ok_or_else(|| AppError::new(ErrorCode::UserNotFound, "no such user"))?;
-        Ok(self.presence_of(user_id, user.last_seen_at))
+        let online = self.online(&[user_id]).await.contains(&user_id);
+        Ok(Self::presence_of(online, user.last_seen_at))
+    }
+
+    /// This instance got the user's first connection: online, unless another instance has them.
+    pub async fn user_connected(&self, user: Identity) -> Result<(), AppError> {
+        let first = match self.bus.redis() {
+            Some(redis) => redis.presence_connect(user.user_id).await.unwrap_or(true),
+            None => true,
+        };
+        if first {
+            self.announce_presence(user, PresenceStatus::Online).await?;
+        }
+        Ok(())
+    }
+
+    /// This instance lost the user's last connection: offline, unless another instance has them.
+    pub async fn user_disconnected(&self, user: Identity) -> Result<(), AppError> {
+        let last = match self.bus.redis() {
+            Some(redis) => redis
+                .presence_disconnect(user.user_id)
+                .await
+                .unwrap_or(true),
+            None => true,
+        };
+        if last {
+            self.announce_presence(user, PresenceStatus::Offline)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// With Redis: keeps this instance's heartbeat alive and clears the presence of instances that
+    /// died (killed, crashed) so their users go offline within `timeout`.
+    pub fn maintain_cluster_presence(&self, timeout: Duration) {
+        let Some(redis) = self.bus.redis().cloned() else {
+            return;
+        };
+        let this = self.clone();
+        let ttl = timeout * 2 / 3;
+        actix_web::rt::spawn(async move {
+            let mut every = actix_web::rt::time::interval(timeout / 6);
+            loop {
+                every.tick().await;
+                if let Err(err) = redis.heartbeat(ttl).await {
+                    tracing::debug!(error = %err, "instance heartbeat failed");
+                    continue;
+                }
+                let offline = match redis.reap_dead_instances(ttl).await {
+                    Ok(offline) => offline,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "reaping dead instances failed");
+                        continue;
+                    }
+                };
+                for user_id in offline {
+                    let name = this
+                        .db
+                        .run(move |conn| Ok(users::find_by_id(conn, user_id)?))
+                        .await;
+                    if let Ok(Some(user)) = name {
+                        let identity = Identity {
+                            user_id,
+                            username: user.username,
+                        };
+                        if let Err(err) = this
+                            .announce_presence(identity, PresenceStatus::Offline)
+                            .await
+                        {
+                            tracing::warn!(error = %err, "presence announcement failed");
+                        }
+                    }
+                }
+            }
+        });
     }
 }

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::thread;
 
-use diesel::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::Bus;
@@ -50,9 +49,10 @@ impl MessageWriter {
     /// Starts the writer thread. It ends when every handle is dropped.
     pub fn start(db: Db, bus: Bus) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let cluster = bus.redis().is_some();
         let spawned = thread::Builder::new()
             .name("pychat-writer".into())
-            .spawn(move || run(db, bus, rx));
+            .spawn(move || run(db, bus, rx, cluster));
         if let Err(err) = spawned {
             tracing::error!(error = %err, "cannot start the message writer");
         }
@@ -67,7 +67,7 @@ impl MessageWriter {
     }
 }
 
-fn run(db: Db, bus: Bus, mut rx: mpsc::Receiver<PendingMessage>) {
+fn run(db: Db, bus: Bus, mut rx: mpsc::Receiver<PendingMessage>, cluster: bool) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -77,24 +77,27 @@ fn run(db: Db, bus: Bus, mut rx: mpsc::Receiver<PendingMessage>) {
                 Err(_) => break,
             }
         }
-        write_batch(&db, &bus, &mut batch);
+        write_batch(&db, &bus, &mut batch, cluster);
     }
 }
 
-fn write_batch(db: &Db, bus: &Bus, batch: &mut Vec<PendingMessage>) {
+fn write_batch(db: &Db, bus: &Bus, batch: &mut Vec<PendingMessage>, cluster: bool) {
     let outcome = db.with_connection(|conn| {
         let now = db::now();
         for pending in batch.iter_mut() {
             pending.row.created_at = now;
         }
         let rows: Vec<NewMessage> = batch.iter().map(|p| p.row.clone()).collect();
-        match conn.transaction(|conn| messages::insert_batch(conn, &rows)) {
+        match messages::in_write_order(conn, cluster, |conn| messages::insert_batch(conn, &rows)) {
             Ok(stored) => Ok(batch_results(batch, stored)),
             // A retry or a duplicate inside the batch (or a vanished user) fails the whole
             // statement: redo it row by row so each sender gets its own answer.
             Err(err) => {
                 tracing::debug!(error = %err, "batch insert failed; inserting one by one");
-                Ok(batch.iter().map(|p| insert_one(conn, &p.row)).collect())
+                Ok(batch
+                    .iter()
+                    .map(|p| insert_one(conn, &p.row, cluster))
+                    .collect())
             }
         }
     });
@@ -140,11 +143,17 @@ fn batch_results(
         .collect()
 }
 
-fn insert_one(conn: &mut DbConnection, row: &NewMessage) -> Result<(MessageRow, bool), AppError> {
+fn insert_one(
+    conn: &mut DbConnection,
+    row: &NewMessage,
+    cluster: bool,
+) -> Result<(MessageRow, bool), AppError> {
     if let Some(existing) = messages::find_by_client_id(conn, row.sender_id, &row.client_msg_id)? {
         return Ok((existing, false));
     }
-    match conn.transaction(|conn| messages::insert_batch(conn, std::slice::from_ref(row))) {
+    match messages::in_write_order(conn, cluster, |conn| {
+        messages::insert_batch(conn, std::slice::from_ref(row))
+    }) {
         Ok(mut rows) => rows
             .pop()
             .map(|r| (r, true))

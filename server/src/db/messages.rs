@@ -54,6 +54,30 @@ impl NewMessage {
     }
 }
 
+/// Runs `work` in a transaction. With several instances writing (`cluster`), writers take a
+/// cluster-wide lock first, so ids become visible in the order they were assigned: a resume
+/// cursor then never skips a message that committed late. (SQLite's write lock already does so.)
+pub fn in_write_order<T>(
+    conn: &mut DbConnection,
+    cluster: bool,
+    work: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
+    use diesel::connection::SimpleConnection;
+    match conn {
+        DbConnection::Postgres(_) if cluster => conn.transaction(|conn| {
+            conn.batch_execute("SELECT pg_advisory_xact_lock(7270011)")?;
+            work(conn)
+        }),
+        DbConnection::Mysql(_) if cluster => {
+            conn.batch_execute("DO GET_LOCK('pychat_message_writer', 10)")?;
+            let result = conn.transaction(work);
+            let released = conn.batch_execute("DO RELEASE_LOCK('pychat_message_writer')");
+            result.and_then(|value| released.map(|()| value))
+        }
+        _ => conn.transaction(work),
+    }
+}
+
 /// Inserts all rows in one statement and reads them back (ids are assigned by the database).
 /// Fails as a whole on any constraint violation; the caller retries row by row.
 pub fn insert_batch(conn: &mut DbConnection, rows: &[NewMessage]) -> QueryResult<Vec<MessageRow>> {

@@ -14,7 +14,7 @@ const SHARDS: usize = 32;
 pub type ConnId = u64;
 
 /// What a connection's loop receives from the hub.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
     /// A chat message: carries its id so a resuming connection can skip what it replayed.
     Message {
@@ -36,20 +36,27 @@ type Shard = RwLock<HashMap<i64, Vec<Conn>>>;
 pub struct Hub {
     shards: Arc<[Shard]>,
     next_conn: Arc<AtomicU64>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Self::new()
-    }
+    instance: u32,
 }
 
 impl Hub {
-    pub fn new() -> Self {
+    /// Connection ids carry the instance id in their high half, so they are unique across a
+    /// cluster and a delivery addressed to one connection finds its instance.
+    pub fn new(instance: u32) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            next_conn: Arc::new(AtomicU64::new(1)),
+            next_conn: Arc::new(AtomicU64::new((u64::from(instance) << 32) | 1)),
+            instance,
         }
+    }
+
+    pub fn instance(&self) -> u32 {
+        self.instance
+    }
+
+    /// Whether the connection id was issued by this instance.
+    pub fn is_local(&self, conn_id: ConnId) -> bool {
+        conn_id >> 32 == u64::from(self.instance)
     }
 
     fn shard(&self, user_id: i64) -> &Shard {
@@ -163,7 +170,7 @@ mod tests {
 
     #[test]
     fn delivers_to_every_connection_but_the_excluded_one() {
-        let hub = Hub::new();
+        let hub = Hub::new(1);
         let (tx1, mut rx1) = mpsc::channel(4);
         let (tx2, mut rx2) = mpsc::channel(4);
         let (c1, first) = hub.register(7, tx1);
@@ -177,7 +184,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_cuts_off_only_that_connection() {
-        let hub = Hub::new();
+        let hub = Hub::new(1);
         let (slow_tx, mut slow_rx) = mpsc::channel(1);
         let (fast_tx, mut fast_rx) = mpsc::channel(8);
         hub.register(1, slow_tx);
@@ -200,7 +207,7 @@ mod tests {
 
     #[test]
     fn last_unregister_reports_offline() {
-        let hub = Hub::new();
+        let hub = Hub::new(1);
         let (tx1, _rx1) = mpsc::channel(1);
         let (tx2, _rx2) = mpsc::channel(1);
         let (c1, _) = hub.register(3, tx1);

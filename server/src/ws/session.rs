@@ -83,7 +83,11 @@ impl Drop for Registration {
 
 fn announce(chat: Chat, identity: Identity, status: PresenceStatus) {
     actix_web::rt::spawn(async move {
-        if let Err(err) = chat.announce_presence(identity, status).await {
+        let result = match status {
+            PresenceStatus::Online => chat.user_connected(identity).await,
+            PresenceStatus::Offline => chat.user_disconnected(identity).await,
+        };
+        if let Err(err) = result {
             tracing::warn!(error = %err, "presence announcement failed");
         }
     });
@@ -151,6 +155,10 @@ pub async fn run(ctx: SessionContext, socket: actix_ws::Session, stream: actix_w
         .max_continuation_size(MAX_FRAME_BYTES);
     let (tx, mut rx) = mpsc::channel(ctx.limits.outbound_queue);
     let registration = Registration::new(&ctx.chat, &ctx.calls, &ctx.identity, tx);
+    // Subscribed before anything is served: nothing published from now on can miss this socket.
+    if let Some(redis) = ctx.chat.bus().redis() {
+        redis.subscribe_user(ctx.identity.user_id).await;
+    }
     let mut conn = Connection {
         conn_id: registration.conn_id,
         bucket: TokenBucket::new(ctx.limits.rate_per_sec, ctx.limits.rate_burst),

@@ -3,6 +3,7 @@
 mod accounts;
 mod calls;
 mod cli;
+mod cluster;
 mod errors;
 mod helpers;
 mod openapi;

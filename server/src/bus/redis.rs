@@ -1,0 +1,460 @@
+//! Fan-out through Redis for several instances behind one address.
+//!
+//! Every user has a channel, `pychat:u:{user_id}`. An instance subscribes to the channels of the
+//! users connected to it, all on ONE subscriber connection (Redis's cost grows with subscriber
+//! connections, not channels), and fans each message out to its local sockets itself. Publishes
+//! go through a queue to one task that pipelines them. Both connections reconnect with backoff;
+//! the subscriber resubscribes by itself. While Redis is away each instance keeps serving its own
+//! users (local delivery never touches Redis); clients recover what they missed through resume.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytestring::ByteString;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Msg, PushInfo, PushKind};
+use tokio::sync::mpsc;
+
+use crate::ws::hub::{ConnId, Hub, Outbound};
+
+/// Publishes waiting for Redis before new ones are dropped (clients then recover by resume).
+const PUBLISH_QUEUE: usize = 65_536;
+/// Most publishes in one pipeline.
+const PIPELINE: usize = 512;
+const HEADER: usize = 1 + 8 + 8 + 8 + 4;
+
+pub fn user_channel(user_id: i64) -> String {
+    format!("pychat:u:{user_id}")
+}
+
+/// What travels on a user's channel: who it is for, and the serialised frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub origin: u32,
+    /// 0: every connection of the user (but `except`); otherwise that one connection.
+    pub conn: ConnId,
+    pub except: ConnId,
+    pub out: Outbound,
+}
+
+impl Envelope {
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, message_id, text) = match &self.out {
+            Outbound::Frame(text) => (0u8, 0i64, text),
+            Outbound::Message { id, text } => (1u8, *id, text),
+        };
+        let mut bytes = Vec::with_capacity(HEADER + text.len());
+        bytes.push(kind);
+        bytes.extend_from_slice(&self.conn.to_be_bytes());
+        bytes.extend_from_slice(&self.except.to_be_bytes());
+        bytes.extend_from_slice(&message_id.to_be_bytes());
+        bytes.extend_from_slice(&self.origin.to_be_bytes());
+        bytes.extend_from_slice(text.as_bytes());
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < HEADER {
+            return None;
+        }
+        let u64_at = |at: usize| {
+            bytes
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+        };
+        let conn = u64_at(1)?;
+        let except = u64_at(9)?;
+        let message_id = i64::from_be_bytes(bytes.get(17..25)?.try_into().ok()?);
+        let origin = u32::from_be_bytes(bytes.get(25..29)?.try_into().ok()?);
+        let text = ByteString::from(std::str::from_utf8(&bytes[HEADER..]).ok()?.to_owned());
+        let out = match bytes[0] {
+            0 => Outbound::Frame(text),
+            1 => Outbound::Message {
+                id: message_id,
+                text,
+            },
+            _ => return None,
+        };
+        Some(Self {
+            origin,
+            conn,
+            except,
+            out,
+        })
+    }
+}
+
+struct Publish {
+    channel: String,
+    payload: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct RedisBus {
+    instance: u32,
+    publish: mpsc::Sender<Publish>,
+    commands: ConnectionManager,
+    subscriber: ConnectionManager,
+    subscribed: Arc<Mutex<HashSet<i64>>>,
+    healthy: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach Redis at {url}: {source}")]
+pub struct RedisStartError {
+    url: String,
+    source: redis::RedisError,
+}
+
+impl RedisBus {
+    /// Connects (both connections) and starts the publisher on the caller's runtime, which must
+    /// live as long as the server.
+    pub async fn connect(url: &str, instance: u32, hub: Hub) -> Result<Self, RedisStartError> {
+        let redacted = crate::config::redact_url(url);
+        let start_error = |source| RedisStartError {
+            url: redacted.clone(),
+            source,
+        };
+        let resp3 = if url.contains("protocol=") {
+            url.to_string()
+        } else if url.contains('?') {
+            format!("{url}&protocol=resp3")
+        } else {
+            format!("{url}?protocol=resp3")
+        };
+        let client = redis::Client::open(resp3).map_err(start_error)?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let manager_config = || {
+            ConnectionManagerConfig::new()
+                .set_min_delay(Duration::from_millis(100))
+                .set_max_delay(Duration::from_secs(2))
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(2)))
+        };
+        let commands = client
+            .get_connection_manager_with_config(manager_config())
+            .await
+            .map_err(start_error)?;
+        let push_health = healthy.clone();
+        let on_push = move |push: PushInfo| -> Result<(), std::convert::Infallible> {
+            match push.kind {
+                PushKind::Disconnection => push_health.store(false, Ordering::Relaxed),
+                PushKind::Subscribe => push_health.store(true, Ordering::Relaxed),
+                _ => {
+                    if let Some(envelope) = Msg::from_push_info(push)
+                        .and_then(|msg| Envelope::decode(msg.get_payload_bytes()).map(|e| (msg, e)))
+                    {
+                        deliver(&hub, instance, envelope);
+                    }
+                }
+            }
+            Ok(())
+        };
+        let subscriber = client
+            .get_connection_manager_with_config(
+                manager_config()
+                    .set_push_sender(on_push)
+                    .set_automatic_resubscription(),
+            )
+            .await
+            .map_err(start_error)?;
+        let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
+        tokio::spawn(publisher(commands.clone(), queue, healthy.clone()));
+        Ok(Self {
+            instance,
+            publish,
+            commands,
+            subscriber,
+            subscribed: Arc::default(),
+            healthy,
+        })
+    }
+
+    pub fn instance(&self) -> u32 {
+        self.instance
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// A connection for other cluster state (tickets, presence).
+    pub fn commands(&self) -> ConnectionManager {
+        self.commands.clone()
+    }
+
+    /// Queues a publish; never waits. A full queue (Redis far behind) drops it: the recipients
+    /// on other instances recover stored messages through resume.
+    pub fn publish(&self, user_id: i64, conn: ConnId, except: ConnId, out: &Outbound) {
+        let payload = Envelope {
+            origin: self.instance,
+            conn,
+            except,
+            out: out.clone(),
+        }
+        .encode();
+        let sent = self.publish.try_send(Publish {
+            channel: user_channel(user_id),
+            payload,
+        });
+        if sent.is_err() {
+            self.healthy.store(false, Ordering::Relaxed);
+            tracing::warn!(
+                user_id,
+                "redis publish queue full; dropping a cross-instance delivery"
+            );
+        }
+    }
+
+    /// Subscribes to a user's channel (idempotent). Awaited before a connection is served, so
+    /// nothing published after its registration can miss it.
+    pub async fn subscribe_user(&self, user_id: i64) {
+        let is_new = self
+            .subscribed
+            .lock()
+            .map(|mut s| s.insert(user_id))
+            .unwrap_or(true);
+        if !is_new {
+            return;
+        }
+        let mut subscriber = self.subscriber.clone();
+        if let Err(err) = subscriber.subscribe(user_channel(user_id)).await {
+            // Forget it, so the next connection of this user tries again.
+            if let Ok(mut s) = self.subscribed.lock() {
+                s.remove(&user_id);
+            }
+            self.healthy.store(false, Ordering::Relaxed);
+            tracing::warn!(user_id, error = %err, "redis subscribe failed; local delivery only");
+        }
+    }
+
+    /// Unsubscribes from the channels of users no longer connected here.
+    pub async fn unsubscribe_idle(&self, hub: &Hub) {
+        let idle: Vec<i64> = match self.subscribed.lock() {
+            Ok(mut subscribed) => {
+                let idle: Vec<i64> = subscribed
+                    .iter()
+                    .copied()
+                    .filter(|u| !hub.is_online(*u))
+                    .collect();
+                for user in &idle {
+                    subscribed.remove(user);
+                }
+                idle
+            }
+            Err(_) => return,
+        };
+        if idle.is_empty() {
+            return;
+        }
+        let channels: Vec<String> = idle.iter().map(|u| user_channel(*u)).collect();
+        let mut subscriber = self.subscriber.clone();
+        if let Err(err) = subscriber.unsubscribe(channels).await {
+            tracing::debug!(error = %err, "redis unsubscribe failed");
+        }
+    }
+}
+
+const CONNECT_SCRIPT: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], 1)
+redis.call('SADD', KEYS[2], ARGV[2])
+return redis.call('HLEN', KEYS[1])
+";
+
+const DISCONNECT_SCRIPT: &str = r"
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+return redis.call('HLEN', KEYS[1])
+";
+
+fn presence_key(user_id: i64) -> String {
+    format!("pychat:presence:{user_id}")
+}
+
+fn instance_users_key(instance: u32) -> String {
+    format!("pychat:instance-users:{instance}")
+}
+
+fn instance_key(instance: u32) -> String {
+    format!("pychat:instance:{instance}")
+}
+
+const INSTANCES: &str = "pychat:instances";
+
+/// Cluster-wide presence: a hash per user of the instances holding a connection of theirs, and a
+/// heartbeat key per instance, so the survivors can clear what a killed instance left behind.
+impl RedisBus {
+    /// Records that this instance now has the user; true if no instance had them before.
+    pub async fn presence_connect(&self, user_id: i64) -> redis::RedisResult<bool> {
+        let count: i64 = redis::Script::new(CONNECT_SCRIPT)
+            .key(presence_key(user_id))
+            .key(instance_users_key(self.instance))
+            .arg(self.instance)
+            .arg(user_id)
+            .invoke_async(&mut self.commands.clone())
+            .await?;
+        Ok(count == 1)
+    }
+
+    /// Records that this instance no longer has the user; true if no instance has them now.
+    pub async fn presence_disconnect(&self, user_id: i64) -> redis::RedisResult<bool> {
+        let count: i64 = redis::Script::new(DISCONNECT_SCRIPT)
+            .key(presence_key(user_id))
+            .key(instance_users_key(self.instance))
+            .arg(self.instance)
+            .arg(user_id)
+            .invoke_async(&mut self.commands.clone())
+            .await?;
+        Ok(count == 0)
+    }
+
+    /// Which of `users` are connected to any instance.
+    pub async fn online(&self, users: &[i64]) -> redis::RedisResult<HashSet<i64>> {
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.cmd("HLEN").arg(presence_key(*user));
+        }
+        let counts: Vec<i64> = pipe.query_async(&mut self.commands.clone()).await?;
+        Ok(users
+            .iter()
+            .zip(counts)
+            .filter(|(_, count)| *count > 0)
+            .map(|(user, _)| *user)
+            .collect())
+    }
+
+    /// Says this instance is alive for `ttl`.
+    pub async fn heartbeat(&self, ttl: Duration) -> redis::RedisResult<()> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        redis::pipe()
+            .cmd("SET")
+            .arg(instance_key(self.instance))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("SADD")
+            .arg(INSTANCES)
+            .arg(self.instance)
+            .ignore()
+            .query_async(&mut self.commands.clone())
+            .await
+    }
+
+    /// Clears the presence of instances whose heartbeat stopped; returns the users who are now
+    /// offline everywhere. One survivor does each dead instance (a short lock).
+    pub async fn reap_dead_instances(&self, ttl: Duration) -> redis::RedisResult<Vec<i64>> {
+        let mut conn = self.commands.clone();
+        let instances: Vec<u32> = conn.smembers(INSTANCES).await?;
+        let mut offline = Vec::new();
+        for instance in instances.into_iter().filter(|i| *i != self.instance) {
+            let alive: bool = conn.exists(instance_key(instance)).await?;
+            if alive {
+                continue;
+            }
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+            let locked: Option<String> = redis::cmd("SET")
+                .arg(format!("pychat:reap:{instance}"))
+                .arg(self.instance)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(&mut conn)
+                .await?;
+            if locked.is_none() {
+                continue;
+            }
+            let users: Vec<i64> = conn.smembers(instance_users_key(instance)).await?;
+            tracing::warn!(
+                instance,
+                users = users.len(),
+                "instance stopped heartbeating; clearing its presence"
+            );
+            for user in users {
+                let _: () = conn.hdel(presence_key(user), instance).await?;
+                let left: i64 = conn.hlen(presence_key(user)).await?;
+                if left == 0 {
+                    offline.push(user);
+                }
+            }
+            let _: () = conn.del(instance_users_key(instance)).await?;
+            let _: () = conn.srem(INSTANCES, instance).await?;
+        }
+        Ok(offline)
+    }
+}
+
+/// Delivers what another instance published to this instance's sockets.
+fn deliver(hub: &Hub, instance: u32, (msg, envelope): (Msg, Envelope)) {
+    // This instance delivered its own publishes locally already.
+    if envelope.origin == instance {
+        return;
+    }
+    let Some(user_id) = msg
+        .get_channel_name()
+        .strip_prefix("pychat:u:")
+        .and_then(|id| id.parse::<i64>().ok())
+    else {
+        return;
+    };
+    if envelope.conn != 0 {
+        hub.send_to_conn(user_id, envelope.conn, &envelope.out);
+    } else {
+        let except = (envelope.except != 0).then_some(envelope.except);
+        hub.send_to_user(user_id, &envelope.out, except);
+    }
+}
+
+async fn publisher(
+    mut conn: ConnectionManager,
+    mut queue: mpsc::Receiver<Publish>,
+    healthy: Arc<AtomicBool>,
+) {
+    let mut batch = Vec::with_capacity(PIPELINE);
+    while queue.recv_many(&mut batch, PIPELINE).await > 0 {
+        let mut pipe = redis::pipe();
+        for item in &batch {
+            pipe.cmd("PUBLISH")
+                .arg(&item.channel)
+                .arg(&item.payload)
+                .ignore();
+        }
+        match pipe.query_async::<()>(&mut conn).await {
+            Ok(()) => healthy.store(true, Ordering::Relaxed),
+            Err(err) => {
+                healthy.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %err, dropped = batch.len(), "redis publish failed");
+            }
+        }
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip() {
+        for out in [
+            Outbound::Frame(ByteString::from_static(r#"{"type":"typing","from":"a"}"#)),
+            Outbound::Message {
+                id: 42,
+                text: ByteString::from_static(r#"{"type":"message"}"#),
+            },
+        ] {
+            let envelope = Envelope {
+                origin: 7,
+                conn: 1 << 40,
+                except: 3,
+                out,
+            };
+            assert_eq!(Envelope::decode(&envelope.encode()), Some(envelope));
+        }
+        assert_eq!(Envelope::decode(b"short"), None);
+    }
+}

@@ -1,0 +1,336 @@
+//! Several instances behind one address, fanned out through a private Redis, sharing one
+//! PostgreSQL or MariaDB database.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, JWT_SECRET, TestApp, TestDb, spawn_instance};
+
+/// A redis-server of the test's own, on a free port; killed when dropped.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        self.child = Some(child);
+        wait_for_port(self.port).await;
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Two instances on one database and one Redis.
+async fn cluster(backend: Backend) -> Option<(PrivateRedis, TestApp, TestApp)> {
+    let db = Arc::new(TestDb::create(backend)?);
+    let redis = PrivateRedis::start().await;
+    let url = redis.url();
+    let one = spawn_instance(db.clone(), |s| {
+        s.redis_url = Some(pychat::config::Secret::new(url.clone()))
+    })
+    .await;
+    let url = redis.url();
+    let two = spawn_instance(db, |s| {
+        s.redis_url = Some(pychat::config::Secret::new(url.clone()))
+    })
+    .await;
+    Some((redis, one, two))
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+macro_rules! on_cluster_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                use crate::helpers::Backend;
+
+                #[actix_web::test]
+                async fn postgres() {
+                    super::$name(Backend::Postgres).await;
+                }
+
+                #[actix_web::test]
+                async fn mysql() {
+                    super::$name(Backend::Mysql).await;
+                }
+            }
+        )+
+    };
+}
+
+on_cluster_backends!(
+    chat_receipts_typing_and_presence_cross_instances,
+    redis_outage_loses_nothing_and_heals_itself,
+    a_killed_instance_goes_offline_and_its_users_resume_elsewhere,
+);
+
+async fn chat_receipts_typing_and_presence_cross_instances(backend: Backend) {
+    let Some((_redis, one, two)) = cluster(backend).await else {
+        return;
+    };
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+
+    // A ticket issued by one instance opens a socket on the other.
+    let ticket = one.ticket(&bob).await;
+    let mut b = crate::ws_client::WsClient::open(&two.ws_url(&format!("ticket={ticket}"))).await;
+    let mut a = one.connect(&alice, None).await;
+
+    let ack = a.send_message("bob", "hello across instances", "x1").await;
+    let got = b.recv_type("message").await;
+    assert_eq!(got["message"], ack["message"]);
+    b.send(json!({"type": "typing", "to": "alice"})).await;
+    assert_eq!(a.recv_type("typing").await["from"], "bob");
+    let up_to = ack["message"]["id"].clone();
+    b.send(json!({"type": "read", "peer": "alice", "up_to": up_to}))
+        .await;
+    assert_eq!(a.recv_type("read_receipt").await["up_to"], up_to);
+
+    // Presence is cluster-wide: instance two sees alice (on one) online, then offline.
+    let profile = two.get("/api/users/alice", &bob.access).await;
+    assert_eq!(profile.body["presence"]["status"], "online");
+    a.close().await;
+    loop {
+        let frame = b.recv().await;
+        if frame["type"] == "presence" && frame["status"] == "offline" {
+            assert_eq!(frame["user"], "alice");
+            break;
+        }
+    }
+    let profile = two.get("/api/users/alice", &bob.access).await;
+    assert_eq!(profile.body["presence"]["status"], "offline");
+    let ready = two
+        .request(reqwest::Method::GET, "/readyz", None, None)
+        .await;
+    assert_eq!(ready.body["bus"], "ok");
+}
+
+async fn redis_outage_loses_nothing_and_heals_itself(backend: Backend) {
+    let Some((mut redis, one, two)) = cluster(backend).await else {
+        return;
+    };
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let mut a = one.connect(&alice, None).await;
+    let mut b = two.connect(&bob, None).await;
+    let first = a.send_message("bob", "before the outage", "o1").await;
+    b.recv_type("message").await;
+    let last_seen = first["message"]["id"].as_i64().expect("id");
+
+    redis.stop();
+    // Each instance keeps serving its own users: storing and acking still work.
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let ack = a
+            .send_message("bob", &format!("during {i}"), &format!("d{i}"))
+            .await;
+        acked.push(ack["message"]["id"].as_i64().expect("id"));
+    }
+    eventually("readyz reports degraded", async || {
+        one.request(reqwest::Method::GET, "/readyz", None, None)
+            .await
+            .body["status"]
+            == "degraded"
+    })
+    .await;
+
+    redis.restart().await;
+    eventually("fan-out resumes by itself", async || {
+        one.request(reqwest::Method::GET, "/readyz", None, None)
+            .await
+            .body["bus"]
+            == "ok"
+            && two
+                .request(reqwest::Method::GET, "/readyz", None, None)
+                .await
+                .body["bus"]
+                == "ok"
+    })
+    .await;
+    // Live delivery across instances works again (resubscribed without a restart)...
+    let mut delivered = false;
+    for i in 0..20 {
+        a.send_message("bob", &format!("after {i}"), &format!("a{i}"))
+            .await;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            if let Ok(frame) = tokio::time::timeout(Duration::from_millis(100), b.recv()).await
+                && frame["type"] == "message"
+                && frame["message"]["body"] == format!("after {i}")
+            {
+                delivered = true;
+            }
+        }
+        if delivered {
+            break;
+        }
+    }
+    assert!(delivered, "no live delivery after Redis came back");
+
+    // ...and whatever bob missed comes back through resume, once, in order.
+    b.close().await;
+    let mut b = two.connect(&bob, Some(last_seen)).await;
+    let mut replayed = Vec::new();
+    loop {
+        let frame = b.recv().await;
+        match frame["type"].as_str() {
+            Some("message") => replayed.push(frame["message"]["id"].as_i64().expect("id")),
+            Some("replay_end") => break,
+            _ => {}
+        }
+    }
+    for id in &acked {
+        assert!(
+            replayed.contains(id),
+            "acked message {id} missing after the outage"
+        );
+    }
+    assert!(
+        replayed.windows(2).all(|w| w[0] < w[1]),
+        "in order, once: {replayed:?}"
+    );
+}
+
+/// Starts the real binary as a separate process, to kill it with SIGKILL.
+fn spawn_process(db_url: &str, redis_url: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pychat"))
+        .arg("serve")
+        .env("PYCHAT_BIND", format!("127.0.0.1:{port}"))
+        .env("PYCHAT_DATABASE_URL", db_url)
+        .env("PYCHAT_REDIS_URL", redis_url)
+        .env("PYCHAT_JWT_SECRET", JWT_SECRET)
+        .env("PYCHAT_BCRYPT_COST", "4")
+        .env("PYCHAT_INSTANCE_TIMEOUT_SECS", "3")
+        .env("PYCHAT_WEB_DIR", "/nonexistent")
+        .env("PYCHAT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pychat runs")
+}
+
+async fn a_killed_instance_goes_offline_and_its_users_resume_elsewhere(backend: Backend) {
+    let Some(db) = TestDb::create(backend) else {
+        return;
+    };
+    let db = Arc::new(db);
+    let redis = PrivateRedis::start().await;
+    let redis_url = redis.url();
+    let survivor = spawn_instance(db.clone(), |s| {
+        s.redis_url = Some(pychat::config::Secret::new(redis_url.clone()));
+        s.instance_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let port = free_port();
+    let mut doomed = spawn_process(&db.url, &redis.url(), port);
+    wait_for_port(port).await;
+    let doomed_ws = |query: &str| format!("ws://127.0.0.1:{port}/ws?{query}");
+
+    let alice = survivor.register("alice").await;
+    let bob = survivor.register("bob").await;
+    let mut b = survivor.connect(&bob, None).await;
+    let ticket = survivor.ticket(&alice).await;
+    let mut a = crate::ws_client::WsClient::open(&doomed_ws(&format!("ticket={ticket}"))).await;
+    let hello_ack = a
+        .send_message("bob", "from the doomed instance", "k1")
+        .await;
+    assert_eq!(
+        b.recv_type("message").await["message"],
+        hello_ack["message"]
+    );
+    let last_id = hello_ack["message"]["id"].as_i64().expect("id");
+
+    // SIGKILL: no goodbye, no cleanup. Within the instance timeout alice is offline everywhere.
+    doomed.kill().expect("kill");
+    let _ = doomed.wait();
+    let started = Instant::now();
+    loop {
+        let frame: Value = b.recv().await;
+        if frame["type"] == "presence" && frame["user"] == "alice" && frame["status"] == "offline" {
+            break;
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Bob keeps writing; alice reconnects to the survivor and resumes with nothing lost.
+    let missed = b.send_message("alice", "while you were away", "k2").await;
+    let mut a2 = survivor.connect(&alice, Some(last_id)).await;
+    assert_eq!(a2.recv_type("message").await["message"], missed["message"]);
+    assert_eq!(a2.recv_type("replay_end").await["replayed"], 1);
+    drop(a);
+}
