@@ -4,6 +4,7 @@
 ## Build and run the server: SQLite under ./data, in-process fan-out, http://127.0.0.1:8080
 run:
 	scripts/setup.sh
+	cd web && npm ci && npm run build
 	cargo run --release --locked -p pychat -- serve
 
 ## Run every check and test (fmt, clippy, unit and integration tests on every configured backend)

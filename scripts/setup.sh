@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system libraries the build links against, when they are missing (Debian/Ubuntu).
-# Idempotent and quiet when everything is already there.
+# Idempotent and quiet when everything is already there. `scripts/setup.sh test` also installs
+# what the tests need (Chromium for the web app's end-to-end tests).
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,10 @@ if ! pkg-config --exists libmariadb 2>/dev/null && ! pkg-config --exists mysqlcl
 fi
 # diesel's PostgreSQL driver links libpq.
 pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
+# The web app's end-to-end tests drive Debian's Chromium.
+if [ "${1:-}" = "test" ] && [ ! -x /usr/bin/chromium ]; then
+  missing+=(chromium)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup.sh test
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
@@ -13,3 +13,21 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== web: build the server binary for the end-to-end tests"
+cargo build -p pychat --locked
+(
+  cd web
+  echo "== web: npm ci"
+  npm ci --no-audit --no-fund
+  echo "== web: tsc"
+  npx tsc --noEmit
+  echo "== web: lint"
+  npm run lint
+  echo "== web: unit tests"
+  npm test
+  echo "== web: build"
+  npm run build
+  echo "== web: end-to-end tests"
+  npm run e2e
+)

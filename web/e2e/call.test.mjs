@@ -166,7 +166,8 @@ test('(d) direct call rings both callee tabs; answered on the second, the first 
   assert.deepEqual(await states(b.page), {}); // the first tab is not in the call
   await shot(b2, 'call-direct');
   await a.page.getByTestId('call-leave').click();
-  await until(async () => (await status(b2).catch(() => 'idle')) === 'idle' || (await b2.getByTestId('call-view').count()) === 0, { what: 'callee leaves the call' });
+  await until(async () => (await b2.getByTestId('call-view').count()) === 0, { what: 'the call ends for the callee too' });
+  await until(async () => Object.keys(await states(b2)).length === 0, { what: 'callee peer connection closed' });
   await a.context.close();
   await b.context.close();
 });
