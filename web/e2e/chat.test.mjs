@@ -97,6 +97,21 @@ test('sign up, chat both ways, reload, unread badges and read receipts', async (
   const chatShot = await shot(b.page, 'chat');
   copyToDocs(chatShot, 'screenshot-chat.png');
 
+  // Connection drop: the message queued meanwhile is delivered exactly once after the reconnect.
+  const st = await b.page.evaluate(() => {
+    window.__pychat.socket.drop();
+    window.__pychat.chat.send('alice', 'Sent while reconnecting');
+    return window.__pychat.socket.status;
+  });
+  assert.ok(['open', 'reconnecting'].includes(st));
+  await b.page.getByTestId('reconnecting').waitFor({ state: 'attached', timeout: 3000 }).catch(() => undefined);
+  await msg(a.page, 'Sent while reconnecting').waitFor();
+  await b.page.locator('[data-testid="message"]:not([data-pending])', { hasText: 'Sent while reconnecting' }).waitFor();
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await a.page.locator('[data-testid="message"]', { hasText: 'Sent while reconnecting' }).count(), 1);
+  assert.equal(await b.page.locator('[data-testid="message"]', { hasText: 'Sent while reconnecting' }).count(), 1);
+  assert.equal(await b.page.getByTestId('reconnecting').count(), 0);
+
   // Narrow (360 px) layout.
   await b.page.setViewportSize({ width: 360, height: 720 });
   await shot(b.page, 'chat-360');

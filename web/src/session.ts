@@ -11,11 +11,16 @@ export class Session {
 
   constructor(
     readonly http: Http,
-    readonly user: UserView,
+    private readonly initialUser: UserView,
   ) {
     this.socket = new Socket({ getTicket: () => http.wsTicket() });
-    this.chat = new ChatService(http, this.socket, user.username);
+    this.chat = new ChatService(http, this.socket, initialUser.username);
     this.calls = new CallManager(http, this.socket);
+  }
+
+  /** The signed-in user, with any display-name change applied. */
+  get user(): UserView {
+    return this.http.currentUser ?? this.initialUser;
   }
 
   start() {
