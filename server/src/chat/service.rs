@@ -51,6 +51,8 @@ pub struct ConversationView {
     pub unread_count: i64,
     /// The newest message id the user has read in this conversation (0: none).
     pub last_read_id: i64,
+    /// How far the peer has read the user's messages (0: none): "read" ticks after a reload.
+    pub peer_last_read_id: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -357,6 +359,9 @@ impl Chat {
                 let read: HashMap<i64, i64> = reads::for_peers(conn, user_id, &peer_ids)?
                     .into_iter()
                     .collect();
+                let read_by_peer: HashMap<i64, i64> = reads::of_readers(conn, &peer_ids, user_id)?
+                    .into_iter()
+                    .collect();
                 let mut conversations = Vec::with_capacity(peers.len());
                 for (peer_id, last_id) in &peers {
                     let (Some(profile), Some(last_message)) =
@@ -376,6 +381,7 @@ impl Chat {
                         peer: UserView::from(&profile),
                         last_message,
                         last_read_id,
+                        peer_last_read_id: read_by_peer.get(peer_id).copied().unwrap_or(0),
                     });
                 }
                 let next_before = if more {

@@ -26,6 +26,19 @@ pub fn for_peers(
         .load(conn)
 }
 
+/// How far each of `readers` has read their conversation with `peer_id`.
+pub fn of_readers(
+    conn: &mut DbConnection,
+    readers: &[i64],
+    peer_id: i64,
+) -> QueryResult<Vec<(i64, i64)>> {
+    reads::table
+        .filter(reads::user_id.eq_any(readers))
+        .filter(reads::peer_id.eq(peer_id))
+        .select((reads::user_id, reads::last_read_id))
+        .load(conn)
+}
+
 /// Moves the read position forward to `up_to` (never back); returns the position now stored.
 pub fn advance(
     conn: &mut DbConnection,

@@ -295,9 +295,14 @@ async fn history_conversations_and_receipts(app: TestApp) {
     assert_eq!(list.body["conversations"][1]["unread_count"], 0);
     assert_eq!(list.body["conversations"][1]["last_read_id"], ids[4]);
     assert_eq!(list.body["conversations"][0]["unread_count"], 1);
-    // Alice's side: her own messages are never unread for her.
+    // Alice's side: her own messages are never unread for her, and she sees how far bob read.
     let alice_list = app.get("/api/conversations", &alice.access).await;
     assert_eq!(alice_list.body["conversations"][0]["unread_count"], 0);
+    assert_eq!(
+        alice_list.body["conversations"][0]["peer_last_read_id"],
+        ids[4]
+    );
+    assert_eq!(list.body["conversations"][1]["peer_last_read_id"], 0);
 }
 
 async fn nobody_reads_another_pairs_conversation(app: TestApp) {
