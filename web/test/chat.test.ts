@@ -74,8 +74,8 @@ describe('chat state', () => {
   it('conversations sort most recent first; read state clears unread', () => {
     let s = initialChatState('me');
     s = applyConversations(s, [
-      { peer: user('old'), presence: { status: 'offline' }, last_message: m(1, 'old', 'me'), unread_count: 1, last_read_id: 0 },
-      { peer: user('new'), presence: { status: 'online' }, last_message: m(9, 'new', 'me'), unread_count: 3, last_read_id: 4 },
+      { peer: user('old'), presence: { status: 'offline' }, last_message: m(1, 'old', 'me'), unread_count: 1, last_read_id: 0, peer_last_read_id: 0 },
+      { peer: user('new'), presence: { status: 'online' }, last_message: m(9, 'new', 'me'), unread_count: 3, last_read_id: 4, peer_last_read_id: 0 },
     ]);
     expect(sortedConversations(s).map((c) => c.peer)).toEqual(['new', 'old']);
     s = addMessages(s, [m(10, 'old', 'me')]);
@@ -86,6 +86,15 @@ describe('chat state', () => {
     s = applyReadState(s, 'old', 10, 0);
     expect(s.conversations.old.unread).toBe(0);
     expect(unreadUpTo(s, 'old')).toBeNull();
+  });
+
+  it('read ticks come from the server after a reload', () => {
+    let s = initialChatState('me');
+    s = applyConversations(s, [
+      { peer: user('bob'), presence: { status: 'online' }, last_message: m(7, 'me', 'bob'), unread_count: 0, last_read_id: 0, peer_last_read_id: 6 },
+    ]);
+    expect(delivery(s, m(6, 'me', 'bob'))).toBe('read');
+    expect(delivery(s, m(7, 'me', 'bob'))).toBe('sent');
   });
 
   it('typing shows for a few seconds and stops when a message arrives', () => {

@@ -29,6 +29,8 @@ export interface ConversationView {
   last_message: MessageView;
   unread_count: number;
   last_read_id: number;
+  /** How far the peer has read my messages. */
+  peer_last_read_id: number;
 }
 export interface ConversationPage {
   conversations: ConversationView[];

@@ -143,7 +143,9 @@ export function applyHistory(s: ChatState, peer: string, page: HistoryPage, olde
 
 export function applyConversations(s: ChatState, list: ConversationView[]): ChatState {
   const conversations: Record<string, Conversation> = { ...s.conversations };
+  const peerRead = { ...s.peerRead };
   for (const c of list) {
+    peerRead[c.peer.username] = Math.max(peerRead[c.peer.username] ?? 0, c.peer_last_read_id);
     conversations[c.peer.username] = {
       peer: c.peer.username,
       displayName: c.peer.display_name || c.peer.username,
@@ -153,7 +155,7 @@ export function applyConversations(s: ChatState, list: ConversationView[]): Chat
       lastReadId: c.last_read_id,
     };
   }
-  return { ...s, conversations };
+  return { ...s, conversations, peerRead };
 }
 
 export function ensureConversation(s: ChatState, user: Pick<UserView, 'username' | 'display_name'>, presence?: Presence): ChatState {
@@ -235,9 +237,7 @@ export class ChatService {
     private readonly socket: Socket,
     me: string,
   ) {
-    const s = initialChatState(me);
-    s.peerRead = loadPeerRead(me);
-    this.store = createStore(s);
+    this.store = createStore(initialChatState(me));
   }
 
   private update(fn: (s: ChatState) => ChatState) {
@@ -261,10 +261,7 @@ export class ChatService {
         this.maybeMarkRead();
       }),
       sk.on('ack', (f) => this.update((s) => addMessages(s, [f.message]))),
-      sk.on('read_receipt', (f) => {
-        this.update((s) => applyReadReceipt(s, f.by, f.up_to));
-        savePeerRead(this.store.get());
-      }),
+      sk.on('read_receipt', (f) => this.update((s) => applyReadReceipt(s, f.by, f.up_to))),
       sk.on('read_state', (f) => this.update((s) => applyReadState(s, f.peer, f.up_to, f.unread))),
       sk.on('typing', (f) => this.update((s) => applyTyping(s, f.from, Date.now()))),
       sk.on('presence', (f) => this.update((s) => applyPresence(s, f.user, { status: f.status, last_seen: f.last_seen }))),
@@ -424,20 +421,3 @@ function truncate(s: string, n: number) {
   return s.length > n ? s.slice(0, n - 1) + '…' : s;
 }
 
-function peerReadKey(me: string) {
-  return `pychat.peerRead.${me}`;
-}
-function loadPeerRead(me: string): Record<string, number> {
-  try {
-    return JSON.parse(localStorage.getItem(peerReadKey(me)) ?? '{}') as Record<string, number>;
-  } catch {
-    return {};
-  }
-}
-function savePeerRead(s: ChatState) {
-  try {
-    localStorage.setItem(peerReadKey(s.me), JSON.stringify(s.peerRead));
-  } catch {
-    /* private mode */
-  }
-}
