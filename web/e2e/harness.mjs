@@ -128,8 +128,12 @@ export async function shot(page, name) {
   return file;
 }
 
+/** With UPDATE_DOCS_SCREENSHOTS=1, refreshes the README's screenshot in docs/; otherwise test
+ * runs leave the committed files alone. */
 export function copyToDocs(file, name) {
-  copyFileSync(file, join(repoDir, 'docs', name));
+  if (process.env.UPDATE_DOCS_SCREENSHOTS === '1') {
+    copyFileSync(file, join(repoDir, 'docs', name));
+  }
 }
 
 /** Polls fn until it returns a truthy value. */
