@@ -117,6 +117,42 @@ async fn connect_bus(settings: &Settings) -> Result<Bus, RunError> {
     Ok(Bus::with_redis(hub, redis))
 }
 
+/// With Redis: keeps this instance's heartbeat alive, and when another instance dies (killed,
+/// crashed) clears what it left: its users go offline, its members leave their rooms, its calls
+/// stop ringing, all within `timeout`.
+fn maintain_cluster(state: &AppState, timeout: Duration) {
+    let Some(redis) = state.chat.bus().redis().cloned() else {
+        return;
+    };
+    let (chat, calls) = (state.chat.clone(), state.calls.clone());
+    let ttl = timeout * 2 / 3;
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(timeout / 6);
+        loop {
+            every.tick().await;
+            if let Err(err) = redis.heartbeat(ttl).await {
+                tracing::debug!(error = %err, "instance heartbeat failed");
+                continue;
+            }
+            let dead = match redis.reap_dead_instances(ttl).await {
+                Ok(dead) => dead,
+                Err(err) => {
+                    tracing::debug!(error = %err, "reaping dead instances failed");
+                    continue;
+                }
+            };
+            for (instance, offline) in dead {
+                calls.instance_died(instance).await;
+                for user_id in offline {
+                    if let Err(err) = chat.announce_offline(user_id).await {
+                        tracing::warn!(error = %err, "presence announcement failed");
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// A bound, not yet running server. Tests bind port 0 and read the port from [`Self::addr`].
 pub struct Application {
     server: Server,
@@ -132,9 +168,7 @@ impl Application {
         tracing::info!(backend = %db.backend(), "database ready");
         let bus = connect_bus(&settings).await?;
         let state = web::Data::new(AppState::new(&settings, db, bus));
-        state
-            .chat
-            .maintain_cluster_presence(settings.instance_timeout);
+        maintain_cluster(&state, settings.instance_timeout);
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| RunError::Bind {
             addr: settings.bind,

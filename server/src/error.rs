@@ -64,6 +64,8 @@ pub enum ErrorCode {
     /// The callee is in a call already.
     Busy,
     DatabaseUnavailable,
+    /// A shared service (the cluster's Redis) cannot be reached; retry shortly.
+    ServiceUnavailable,
     InternalError,
 }
 
@@ -95,7 +97,7 @@ impl ErrorCode {
             | Self::InvalidToken
             | Self::RefreshTokenReused
             | Self::InvalidTicket => StatusCode::UNAUTHORIZED,
-            Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DatabaseUnavailable | Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -21,5 +21,7 @@ pub async fn get(
     auth: AuthUser,
     name: web::Path<String>,
 ) -> Result<web::Json<RoomView>, AppError> {
-    Ok(web::Json(state.calls.room_for_member(auth.user_id, &name)?))
+    Ok(web::Json(
+        state.calls.room_for_member(auth.user_id, &name).await?,
+    ))
 }

@@ -345,12 +345,15 @@ impl RedisBus {
             .await
     }
 
-    /// Clears the presence of instances whose heartbeat stopped; returns the users who are now
-    /// offline everywhere. One survivor does each dead instance (a short lock).
-    pub async fn reap_dead_instances(&self, ttl: Duration) -> redis::RedisResult<Vec<i64>> {
+    /// Clears the presence of instances whose heartbeat stopped; returns each dead instance with
+    /// the users who are now offline everywhere. One survivor does each (a short lock).
+    pub async fn reap_dead_instances(
+        &self,
+        ttl: Duration,
+    ) -> redis::RedisResult<Vec<(u32, Vec<i64>)>> {
         let mut conn = self.commands.clone();
         let instances: Vec<u32> = conn.smembers(INSTANCES).await?;
-        let mut offline = Vec::new();
+        let mut dead = Vec::new();
         for instance in instances.into_iter().filter(|i| *i != self.instance) {
             let alive: bool = conn.exists(instance_key(instance)).await?;
             if alive {
@@ -369,6 +372,7 @@ impl RedisBus {
                 continue;
             }
             let users: Vec<i64> = conn.smembers(instance_users_key(instance)).await?;
+            let mut offline = Vec::new();
             tracing::warn!(
                 instance,
                 users = users.len(),
@@ -383,8 +387,91 @@ impl RedisBus {
             }
             let _: () = conn.del(instance_users_key(instance)).await?;
             let _: () = conn.srem(INSTANCES, instance).await?;
+            dead.push((instance, offline));
         }
-        Ok(offline)
+        Ok(dead)
+    }
+}
+
+const UNLOCK_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Shared documents changed under a lock: small state every instance must see the same way.
+impl RedisBus {
+    /// Reads the JSON document at `key` (the default when absent).
+    pub async fn read_json<S: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> redis::RedisResult<S> {
+        let raw: Option<Vec<u8>> = self.commands.clone().get(key).await?;
+        Ok(match raw {
+            Some(raw) => serde_json::from_slice(&raw).unwrap_or_else(|err| {
+                tracing::error!(key, error = %err, "unreadable shared state; starting afresh");
+                S::default()
+            }),
+            None => S::default(),
+        })
+    }
+
+    /// Loads the JSON document at `key`, lets `change` modify it, and stores it back, all under
+    /// a lock held by this instance only (released even if `change` fails; expires by itself if
+    /// this instance dies holding it).
+    pub async fn update_json<S, T>(
+        &self,
+        key: &str,
+        change: impl FnOnce(&mut S) -> T,
+    ) -> redis::RedisResult<T>
+    where
+        S: serde::Serialize + serde::de::DeserializeOwned + Default,
+    {
+        let lock_key = format!("{key}:lock");
+        let token = crate::auth::tokens::random_token(12);
+        let mut conn = self.commands.clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let acquired: Option<String> = redis::cmd("SET")
+                .arg(&lock_key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(5_000)
+                .query_async(&mut conn)
+                .await?;
+            if acquired.is_some() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "shared state lock not acquired in 5 s",
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let result = async {
+            let mut state: S = self.read_json(key).await?;
+            let outcome = change(&mut state);
+            let bytes = serde_json::to_vec(&state).map_err(|err| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "serialising shared state",
+                    err.to_string(),
+                ))
+            })?;
+            let _: () = conn.clone().set(key, bytes).await?;
+            Ok(outcome)
+        }
+        .await;
+        let _: redis::RedisResult<i64> = redis::Script::new(UNLOCK_SCRIPT)
+            .key(&lock_key)
+            .arg(&token)
+            .invoke_async(&mut conn)
+            .await;
+        result
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{AppError, ErrorCode, FieldError};
 use crate::ws::hub::ConnId;
 use crate::ws::protocol::ServerFrame;
@@ -15,7 +17,7 @@ pub const ROOM_NAME_MAX: usize = 64;
 const DIRECT_PREFIX: &str = "_call-";
 
 /// A connection of a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Caller {
     pub user_id: i64,
     pub username: String,
@@ -43,7 +45,7 @@ pub struct Delivery {
     pub frame: ServerFrame,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Member {
     peer_id: String,
     user_id: i64,
@@ -52,6 +54,8 @@ struct Member {
     conn: Option<ConnId>,
     /// Bumped on each disconnect and rejoin, so a stale grace timer does nothing.
     epoch: u64,
+    /// The instance of its current (or last) connection: if that instance dies, so does the seat.
+    instance: u32,
     muted: bool,
     camera: bool,
     screen: bool,
@@ -77,7 +81,7 @@ impl Member {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Room {
     name: String,
     creator: String,
@@ -119,7 +123,7 @@ impl Room {
 }
 
 /// A call that is ringing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ringing {
     pub caller: Caller,
     pub callee_id: i64,
@@ -135,13 +139,20 @@ pub struct HeldSeat {
     pub epoch: u64,
 }
 
-#[derive(Default)]
+/// The whole state. With several instances it is kept in Redis and changed under a lock (see
+/// `calls::service`); alone, it lives in memory.
+#[derive(Default, Serialize, Deserialize)]
 pub struct Registry {
     rooms: HashMap<String, Room>,
     /// Which room each connection is in.
     by_conn: HashMap<ConnId, String>,
     ringing: HashMap<String, Ringing>,
     next_peer: u64,
+}
+
+/// Connection ids carry their instance in the high half (see `ws::hub`).
+fn instance_of(conn: ConnId) -> u32 {
+    u32::try_from(conn >> 32).unwrap_or(0)
 }
 
 fn error(code: ErrorCode, message: &str) -> AppError {
@@ -192,6 +203,7 @@ impl Registry {
             username: who.username.clone(),
             conn: Some(who.conn),
             epoch: 0,
+            instance: instance_of(who.conn),
             muted: false,
             camera: true,
             screen: false,
@@ -332,6 +344,7 @@ impl Registry {
         // A seat still tied to an old connection (not yet noticed dead) moves to the new one.
         let old_conn = member.conn.replace(who.conn);
         member.epoch += 1;
+        member.instance = instance_of(who.conn);
         let announce = Delivery {
             to: room.targets_except(peer_id),
             frame: ServerFrame::MemberReconnected {
@@ -586,6 +599,44 @@ impl Registry {
             return Vec::new();
         }
         self.remove_member(&held.room_key, &held.peer_id, LeaveReason::Timeout)
+    }
+
+    /// An instance died: its members leave their rooms (the others are told) and the calls its
+    /// connections were placing stop ringing (returned, for their missed-call entries).
+    pub fn drop_instance(&mut self, instance: u32) -> (Vec<Delivery>, Vec<(String, Ringing)>) {
+        let seats: Vec<(String, String)> = self
+            .rooms
+            .iter()
+            .flat_map(|(key, room)| {
+                room.members
+                    .iter()
+                    .filter(|m| m.instance == instance)
+                    .map(move |m| (key.clone(), m.peer_id.clone()))
+            })
+            .collect();
+        let mut deliveries = Vec::new();
+        for (key, peer_id) in seats {
+            deliveries.extend(self.remove_member(&key, &peer_id, LeaveReason::Timeout));
+        }
+        let calls: Vec<String> = self
+            .ringing
+            .iter()
+            .filter(|(_, c)| instance_of(c.caller.conn) == instance)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut cancelled = Vec::new();
+        for call_id in calls {
+            if let Some(call) = self.ringing.remove(&call_id) {
+                deliveries.extend(ended(
+                    &call_id,
+                    &call,
+                    CallEndReason::Cancelled,
+                    CallEndReason::Missed,
+                ));
+                cancelled.push((call_id, call));
+            }
+        }
+        (deliveries, cancelled)
     }
 
     /// The public state of `name` for a user who holds a seat in it.

@@ -29,21 +29,19 @@ pub struct CallLimits {
     pub calls_per_minute: usize,
 }
 
-/// Per-user sliding one-minute windows.
+/// Per-user sliding one-minute windows (per instance).
 #[derive(Default)]
 struct Quotas {
     rooms: HashMap<i64, VecDeque<Instant>>,
     calls: HashMap<i64, VecDeque<Instant>>,
 }
 
-/// Runs `op` if `user_id` has quota left in `window`; only a success uses it up.
-fn with_quota<T>(
+/// Whether `user_id` may do one more thing counted in `window`.
+fn quota_left(
     window: &mut HashMap<i64, VecDeque<Instant>>,
     user_id: i64,
     per_minute: usize,
-    what: &str,
-    op: impl FnOnce() -> Result<T, AppError>,
-) -> Result<T, AppError> {
+) -> bool {
     let now = Instant::now();
     let stamps = window.entry(user_id).or_default();
     while stamps
@@ -52,26 +50,32 @@ fn with_quota<T>(
     {
         stamps.pop_front();
     }
-    if stamps.len() >= per_minute {
-        return Err(AppError::new(
-            ErrorCode::RateLimited,
-            format!("too many {what} in the last minute; wait a little"),
-        ));
-    }
-    let result = op()?;
-    stamps.push_back(now);
-    Ok(result)
+    stamps.len() < per_minute
 }
 
-#[derive(Default)]
-struct State {
-    registry: Registry,
-    quotas: Quotas,
+fn rate_limited(what: &str) -> AppError {
+    AppError::new(
+        ErrorCode::RateLimited,
+        format!("too many {what} in the last minute; wait a little"),
+    )
+}
+
+/// Where the registry of rooms and calls lives in Redis when instances share it.
+const REGISTRY_KEY: &str = "pychat:calls";
+
+fn unavailable(err: &redis::RedisError) -> AppError {
+    tracing::warn!(error = %err, "shared call state unavailable");
+    AppError::new(
+        ErrorCode::ServiceUnavailable,
+        "calls are unavailable for a moment (the cluster's shared state cannot be reached)",
+    )
 }
 
 #[derive(Clone)]
 pub struct Calls {
-    state: Arc<Mutex<State>>,
+    /// The registry when this instance is alone (no Redis).
+    local: Arc<Mutex<Registry>>,
+    quotas: Arc<Mutex<Quotas>>,
     bus: Bus,
     chat: Chat,
     limits: CallLimits,
@@ -80,15 +84,44 @@ pub struct Calls {
 impl Calls {
     pub fn new(bus: Bus, chat: Chat, limits: CallLimits) -> Self {
         Self {
-            state: Arc::default(),
+            local: Arc::default(),
+            quotas: Arc::default(),
             bus,
             chat,
             limits,
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn quotas(&self) -> MutexGuard<'_, Quotas> {
+        self.quotas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `change` on the registry: in memory, or in Redis under the cluster-wide lock.
+    async fn with_registry<T>(
+        &self,
+        change: impl FnOnce(&mut Registry) -> T,
+    ) -> Result<T, AppError> {
+        match self.bus.redis() {
+            None => Ok(change(
+                &mut self.local.lock().unwrap_or_else(|e| e.into_inner()),
+            )),
+            Some(redis) => redis
+                .update_json(REGISTRY_KEY, change)
+                .await
+                .map_err(|err| unavailable(&err)),
+        }
+    }
+
+    /// Reads the registry without changing it (signal routing, room views).
+    async fn read_registry<T>(&self, read: impl FnOnce(&Registry) -> T) -> Result<T, AppError> {
+        match self.bus.redis() {
+            None => Ok(read(&self.local.lock().unwrap_or_else(|e| e.into_inner()))),
+            Some(redis) => redis
+                .read_json::<Registry>(REGISTRY_KEY)
+                .await
+                .map(|registry| read(&registry))
+                .map_err(|err| unavailable(&err)),
+        }
     }
 
     fn deliver(&self, deliveries: Vec<Delivery>) {
@@ -107,90 +140,106 @@ impl Calls {
     }
 
     /// Runs a registry operation that answers the caller and tells others.
-    fn answer(
+    async fn answer(
         &self,
-        op: impl FnOnce(&mut State) -> Result<(ServerFrame, Vec<Delivery>), AppError>,
+        op: impl FnOnce(&mut Registry) -> Result<(ServerFrame, Vec<Delivery>), AppError>,
     ) -> Result<ServerFrame, AppError> {
-        let (reply, deliveries) = op(&mut self.state())?;
+        let (reply, deliveries) = self.with_registry(op).await??;
         self.deliver(deliveries);
         Ok(reply)
     }
 
     /// Runs a registry operation that only tells others; the caller gets `ok`.
-    fn tell(
+    async fn tell(
         &self,
         id: Option<String>,
-        op: impl FnOnce(&mut State) -> Result<Vec<Delivery>, AppError>,
+        op: impl FnOnce(&mut Registry) -> Result<Vec<Delivery>, AppError>,
     ) -> Result<ServerFrame, AppError> {
-        let deliveries = op(&mut self.state())?;
+        let deliveries = self.with_registry(op).await??;
         self.deliver(deliveries);
         Ok(ServerFrame::Ok { id })
     }
 
-    pub fn create_room(
+    pub async fn create_room(
         &self,
         who: &Caller,
         name: &str,
         id: Option<String>,
     ) -> Result<ServerFrame, AppError> {
-        let max_peers = self.limits.max_peers;
         let per_minute = self.limits.rooms_per_minute;
-        self.answer(|state| {
-            let State { registry, quotas } = state;
-            with_quota(
-                &mut quotas.rooms,
-                who.user_id,
-                per_minute,
-                "rooms created",
-                || registry.create(who, name, max_peers, id),
-            )
-        })
+        if !quota_left(&mut self.quotas().rooms, who.user_id, per_minute) {
+            return Err(rate_limited("rooms created"));
+        }
+        let max_peers = self.limits.max_peers;
+        let reply = self
+            .answer(|registry| registry.create(who, name, max_peers, id))
+            .await?;
+        self.quotas()
+            .rooms
+            .entry(who.user_id)
+            .or_default()
+            .push_back(Instant::now());
+        Ok(reply)
     }
 
-    pub fn join_room(
+    pub async fn join_room(
         &self,
         who: &Caller,
         name: &str,
         id: Option<String>,
     ) -> Result<ServerFrame, AppError> {
-        self.answer(|state| state.registry.join(who, name, id))
+        self.answer(|registry| registry.join(who, name, id)).await
     }
 
-    pub fn rejoin_room(
+    pub async fn rejoin_room(
         &self,
         who: &Caller,
         name: &str,
         peer_id: &str,
         id: Option<String>,
     ) -> Result<ServerFrame, AppError> {
-        self.answer(|state| state.registry.rejoin(who, name, peer_id, id))
+        self.answer(|registry| registry.rejoin(who, name, peer_id, id))
+            .await
     }
 
-    pub fn leave_room(&self, who: &Caller, id: Option<String>) -> Result<ServerFrame, AppError> {
-        self.tell(id, |state| state.registry.leave(who))
+    pub async fn leave_room(
+        &self,
+        who: &Caller,
+        id: Option<String>,
+    ) -> Result<ServerFrame, AppError> {
+        self.tell(id, |registry| registry.leave(who)).await
     }
 
-    pub fn end_room(&self, who: &Caller, id: Option<String>) -> Result<ServerFrame, AppError> {
-        self.tell(id, |state| state.registry.end(who))
+    pub async fn end_room(
+        &self,
+        who: &Caller,
+        id: Option<String>,
+    ) -> Result<ServerFrame, AppError> {
+        self.tell(id, |registry| registry.end(who)).await
     }
 
-    pub fn start_session(&self, who: &Caller, id: Option<String>) -> Result<ServerFrame, AppError> {
-        self.tell(id, |state| state.registry.start_session(who))
+    pub async fn start_session(
+        &self,
+        who: &Caller,
+        id: Option<String>,
+    ) -> Result<ServerFrame, AppError> {
+        self.tell(id, |registry| registry.start_session(who)).await
     }
 
-    pub fn peer_state(
+    pub async fn peer_state(
         &self,
         who: &Caller,
         (muted, camera, screen): (bool, bool, bool),
         id: Option<String>,
     ) -> Result<ServerFrame, AppError> {
-        self.tell(id, |state| {
-            Ok(vec![state.registry.peer_state(who, muted, camera, screen)?])
+        self.tell(id, |registry| {
+            Ok(vec![registry.peer_state(who, muted, camera, screen)?])
         })
+        .await
     }
 
     /// Relays a signal. Nothing is echoed on success: signaling is high-rate and fire-and-forget.
-    pub fn signal(
+    pub async fn signal(
         &self,
         who: &Caller,
         to: &str,
@@ -207,13 +256,16 @@ impl Calls {
                 ),
             ));
         }
-        let delivery = self.state().registry.signal(who, to, kind, payload)?;
+        let delivery = self
+            .read_registry(|registry| registry.signal(who, to, kind, payload))
+            .await??;
         self.deliver(vec![delivery]);
         Ok(())
     }
 
-    pub fn room_for_member(&self, user_id: i64, name: &str) -> Result<RoomView, AppError> {
-        self.state().registry.view_for_member(user_id, name)
+    pub async fn room_for_member(&self, user_id: i64, name: &str) -> Result<RoomView, AppError> {
+        self.read_registry(|registry| registry.view_for_member(user_id, name))
+            .await?
     }
 
     /// Rings every connection of `to`; the call times out after the ring timeout.
@@ -232,24 +284,28 @@ impl Calls {
                 message: "cannot call yourself".into(),
             }]));
         }
-        let call_id = random_token(12);
         let per_minute = self.limits.calls_per_minute;
-        let reply = self.answer(|state| {
-            let State { registry, quotas } = state;
-            with_quota(
-                &mut quotas.calls,
-                who.user_id,
-                per_minute,
-                "calls placed",
-                || registry.ring(call_id.clone(), who, callee_id, callee_name, media, id),
-            )
-        })?;
+        if !quota_left(&mut self.quotas().calls, who.user_id, per_minute) {
+            return Err(rate_limited("calls placed"));
+        }
+        let call_id = random_token(12);
+        let ring_id = call_id.clone();
+        let reply = self
+            .answer(|registry| registry.ring(ring_id, who, callee_id, callee_name, media, id))
+            .await?;
+        self.quotas()
+            .calls
+            .entry(who.user_id)
+            .or_default()
+            .push_back(Instant::now());
         let this = self.clone();
         let timeout = self.limits.ring_timeout;
         actix_web::rt::spawn(async move {
             actix_web::rt::time::sleep(timeout).await;
-            let expired = this.state().registry.ring_timeout(&call_id);
-            if let Some((call, deliveries)) = expired {
+            let expired = this
+                .with_registry(|registry| registry.ring_timeout(&call_id))
+                .await;
+            if let Ok(Some((call, deliveries))) = expired {
                 this.deliver(deliveries);
                 this.record_missed_call(&call_id, call).await;
             }
@@ -257,19 +313,22 @@ impl Calls {
         Ok(reply)
     }
 
-    pub fn accept_call(&self, who: &Caller, call_id: &str) -> Result<(), AppError> {
-        let deliveries = self.state().registry.accept(call_id, who)?;
+    pub async fn accept_call(&self, who: &Caller, call_id: &str) -> Result<(), AppError> {
+        let deliveries = self
+            .with_registry(|registry| registry.accept(call_id, who))
+            .await??;
         self.deliver(deliveries);
         Ok(())
     }
 
-    pub fn decline_call(
+    pub async fn decline_call(
         &self,
         who: &Caller,
         call_id: &str,
         id: Option<String>,
     ) -> Result<ServerFrame, AppError> {
-        self.tell(id, |state| state.registry.decline(call_id, who))
+        self.tell(id, |registry| registry.decline(call_id, who))
+            .await
     }
 
     pub async fn cancel_call(
@@ -278,7 +337,9 @@ impl Calls {
         call_id: &str,
         id: Option<String>,
     ) -> Result<ServerFrame, AppError> {
-        let (call, deliveries) = self.state().registry.cancel(call_id, who)?;
+        let (call, deliveries) = self
+            .with_registry(|registry| registry.cancel(call_id, who))
+            .await??;
         self.deliver(deliveries);
         self.record_missed_call(call_id, call).await;
         Ok(ServerFrame::Ok { id })
@@ -314,19 +375,26 @@ impl Calls {
 
     /// A connection closed: its ringing call is cancelled, its seat held for the grace period.
     pub fn connection_closed(&self, who: &Caller) {
-        let ringing = self.state().registry.ringing_from(who.conn);
-        if let Some((call_id, caller)) = ringing {
-            let this = self.clone();
-            actix_web::rt::spawn(async move {
+        let this = self.clone();
+        let who = who.clone();
+        actix_web::rt::spawn(async move {
+            let ringing = this
+                .read_registry(|registry| registry.ringing_from(who.conn))
+                .await;
+            if let Ok(Some((call_id, caller))) = ringing {
                 let _ = this.cancel_call(&caller, &call_id, None).await;
-            });
-        }
-        let hold = !self.limits.grace.is_zero();
-        let (deliveries, held) = self.state().registry.disconnected(who.conn, hold);
-        self.deliver(deliveries);
-        if let Some(held) = held {
-            self.expire_later(held);
-        }
+            }
+            let hold = !this.limits.grace.is_zero();
+            let closed = this
+                .with_registry(|registry| registry.disconnected(who.conn, hold))
+                .await;
+            if let Ok((deliveries, held)) = closed {
+                this.deliver(deliveries);
+                if let Some(held) = held {
+                    this.expire_later(held);
+                }
+            }
+        });
     }
 
     fn expire_later(&self, held: HeldSeat) {
@@ -334,9 +402,23 @@ impl Calls {
         let grace = self.limits.grace;
         actix_web::rt::spawn(async move {
             actix_web::rt::time::sleep(grace).await;
-            let deliveries = this.state().registry.expire(&held);
-            this.deliver(deliveries);
+            if let Ok(deliveries) = this.with_registry(|registry| registry.expire(&held)).await {
+                this.deliver(deliveries);
+            }
         });
+    }
+
+    /// Another instance died: its members leave their rooms and its calls stop ringing.
+    pub async fn instance_died(&self, instance: u32) {
+        let dropped = self
+            .with_registry(|registry| registry.drop_instance(instance))
+            .await;
+        if let Ok((deliveries, cancelled)) = dropped {
+            self.deliver(deliveries);
+            for (call_id, call) in cancelled {
+                self.record_missed_call(&call_id, call).await;
+            }
+        }
     }
 }
 

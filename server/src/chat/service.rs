@@ -1,5 +1,4 @@
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -542,48 +541,20 @@ impl Chat {
         Ok(())
     }
 
-    /// With Redis: keeps this instance's heartbeat alive and clears the presence of instances that
-    /// died (killed, crashed) so their users go offline within `timeout`.
-    pub fn maintain_cluster_presence(&self, timeout: Duration) {
-        let Some(redis) = self.bus.redis().cloned() else {
-            return;
-        };
-        let this = self.clone();
-        let ttl = timeout * 2 / 3;
-        actix_web::rt::spawn(async move {
-            let mut every = actix_web::rt::time::interval(timeout / 6);
-            loop {
-                every.tick().await;
-                if let Err(err) = redis.heartbeat(ttl).await {
-                    tracing::debug!(error = %err, "instance heartbeat failed");
-                    continue;
-                }
-                let offline = match redis.reap_dead_instances(ttl).await {
-                    Ok(offline) => offline,
-                    Err(err) => {
-                        tracing::debug!(error = %err, "reaping dead instances failed");
-                        continue;
-                    }
-                };
-                for user_id in offline {
-                    let name = this
-                        .db
-                        .run(move |conn| Ok(users::find_by_id(conn, user_id)?))
-                        .await;
-                    if let Ok(Some(user)) = name {
-                        let identity = Identity {
-                            user_id,
-                            username: user.username,
-                        };
-                        if let Err(err) = this
-                            .announce_presence(identity, PresenceStatus::Offline)
-                            .await
-                        {
-                            tracing::warn!(error = %err, "presence announcement failed");
-                        }
-                    }
-                }
-            }
-        });
+    /// Announces that a user (by id) went offline: used when their instance died.
+    pub async fn announce_offline(&self, user_id: i64) -> Result<(), AppError> {
+        let user = self
+            .db
+            .run(move |conn| Ok(users::find_by_id(conn, user_id)?))
+            .await?;
+        if let Some(user) = user {
+            let identity = Identity {
+                user_id,
+                username: user.username,
+            };
+            self.announce_presence(identity, PresenceStatus::Offline)
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -388,34 +388,48 @@ impl Connection {
                 let result = self
                     .ctx
                     .calls
-                    .create_room(&self.caller(), &name, id.clone());
+                    .create_room(&self.caller(), &name, id.clone())
+                    .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::RoomJoin { name } => {
-                let result = self.ctx.calls.join_room(&self.caller(), &name, id.clone());
+                let result = self
+                    .ctx
+                    .calls
+                    .join_room(&self.caller(), &name, id.clone())
+                    .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::RoomRejoin { name, peer_id } => {
-                let result =
-                    self.ctx
-                        .calls
-                        .rejoin_room(&self.caller(), &name, &peer_id, id.clone());
+                let result = self
+                    .ctx
+                    .calls
+                    .rejoin_room(&self.caller(), &name, &peer_id, id.clone())
+                    .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::RoomLeave {} => {
-                let result = self.ctx.calls.leave_room(&self.caller(), id.clone());
+                let result = self.ctx.calls.leave_room(&self.caller(), id.clone()).await;
                 self.reply(id, result).await?;
             }
             ClientFrame::RoomEnd {} => {
-                let result = self.ctx.calls.end_room(&self.caller(), id.clone());
+                let result = self.ctx.calls.end_room(&self.caller(), id.clone()).await;
                 self.reply(id, result).await?;
             }
             ClientFrame::SessionStart {} => {
-                let result = self.ctx.calls.start_session(&self.caller(), id.clone());
+                let result = self
+                    .ctx
+                    .calls
+                    .start_session(&self.caller(), id.clone())
+                    .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::Signal { to, kind, payload } => {
-                let result = self.ctx.calls.signal(&self.caller(), &to, kind, payload);
+                let result = self
+                    .ctx
+                    .calls
+                    .signal(&self.caller(), &to, kind, payload)
+                    .await;
                 self.reply_on_error(id, result).await?;
             }
             ClientFrame::PeerState {
@@ -423,10 +437,11 @@ impl Connection {
                 camera,
                 screen,
             } => {
-                let result =
-                    self.ctx
-                        .calls
-                        .peer_state(&self.caller(), (muted, camera, screen), id.clone());
+                let result = self
+                    .ctx
+                    .calls
+                    .peer_state(&self.caller(), (muted, camera, screen), id.clone())
+                    .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::Call { to, media } => {
@@ -443,14 +458,15 @@ impl Connection {
                 );
             }
             ClientFrame::CallAccept { call_id } => {
-                let result = self.ctx.calls.accept_call(&self.caller(), &call_id);
+                let result = self.ctx.calls.accept_call(&self.caller(), &call_id).await;
                 self.reply_on_error(id, result).await?;
             }
             ClientFrame::CallDecline { call_id } => {
                 let result = self
                     .ctx
                     .calls
-                    .decline_call(&self.caller(), &call_id, id.clone());
+                    .decline_call(&self.caller(), &call_id, id.clone())
+                    .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::CallCancel { call_id } => {

@@ -131,6 +131,7 @@ macro_rules! on_cluster_backends {
 }
 
 on_cluster_backends!(
+    rooms_and_direct_calls_span_instances,
     chat_receipts_typing_and_presence_cross_instances,
     redis_outage_loses_nothing_and_heals_itself,
     a_killed_instance_goes_offline_and_its_users_resume_elsewhere,
@@ -175,6 +176,85 @@ async fn chat_receipts_typing_and_presence_cross_instances(backend: Backend) {
         .request(reqwest::Method::GET, "/readyz", None, None)
         .await;
     assert_eq!(ready.body["bus"], "ok");
+}
+
+async fn rooms_and_direct_calls_span_instances(backend: Backend) {
+    let Some((_redis, one, two)) = cluster(backend).await else {
+        return;
+    };
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let mut a = one.connect(&alice, None).await;
+    let mut b = two.connect(&bob, None).await;
+
+    // The original flow with the two members on different instances.
+    let created = a
+        .request(json!({"type": "room_create", "name": "Across"}), "c")
+        .await;
+    let pa = created["peer_id"].as_str().expect("peer").to_string();
+    let joined = b
+        .request(json!({"type": "room_join", "name": "across"}), "j")
+        .await;
+    assert_eq!(joined["type"], "room_joined", "{joined}");
+    assert_eq!(joined["room"]["creator"], pa);
+    let pb = joined["peer_id"].as_str().expect("peer").to_string();
+    assert_eq!(a.next_of("member_joined").await["member"]["peer_id"], pb);
+    // Either instance answers for the room.
+    assert_eq!(
+        one.get("/api/rooms/Across", &alice.access).await.body["members"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        two.get("/api/rooms/Across", &bob.access).await.body["members"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    // Names are unique across the cluster.
+    let mut b_elsewhere = one.connect(&bob, None).await;
+    let taken = b_elsewhere
+        .request(json!({"type": "room_create", "name": "ACROSS"}), "dup")
+        .await;
+    assert_eq!(taken["code"], "room_exists");
+
+    a.request(json!({"type": "session_start"}), "s").await;
+    b.next_of("session_started").await;
+    a.send(json!({"type": "signal", "to": pb, "kind": "offer", "payload": {"sdp": "v=0 a"}}))
+        .await;
+    let offer = b.next_of("signal").await;
+    assert_eq!(
+        (offer["from"].as_str(), offer["payload"]["sdp"].as_str()),
+        (Some(pa.as_str()), Some("v=0 a"))
+    );
+    b.send(json!({"type": "signal", "to": pa, "kind": "answer", "payload": {"sdp": "v=0 b"}}))
+        .await;
+    assert_eq!(a.next_of("signal").await["from"], pb);
+    a.request(json!({"type": "room_end"}), "end").await;
+    assert_eq!(b.next_of("room_ended").await["by"], "alice");
+
+    // A direct call rung on one instance, answered on the other.
+    let ringing = a
+        .request(
+            json!({"type": "call", "to": "bob", "media": "audio"}),
+            "call",
+        )
+        .await;
+    let call_id = ringing["call_id"].as_str().expect("call id").to_string();
+    assert_eq!(
+        b.next_of("incoming_call").await["call_id"],
+        call_id.as_str()
+    );
+    b.send(json!({"type": "call_accept", "call_id": call_id}))
+        .await;
+    let accepted_b = b.next_of("call_accepted").await;
+    let accepted_a = a.next_of("call_accepted").await;
+    assert_eq!(accepted_a["room"]["name"], accepted_b["room"]["name"]);
+    let pb = accepted_b["peer_id"].as_str().expect("peer").to_string();
+    a.send(json!({"type": "signal", "to": pb, "kind": "offer", "payload": {}}))
+        .await;
+    assert_eq!(b.next_of("signal").await["from_user"], "alice");
 }
 
 async fn redis_outage_loses_nothing_and_heals_itself(backend: Backend) {
