@@ -290,26 +290,23 @@ const INSTANCES: &str = "pychat:instances";
 impl RedisBus {
     /// Records that this instance now has the user; true if no instance had them before.
     pub async fn presence_connect(&self, user_id: i64) -> redis::RedisResult<bool> {
-        let count: i64 = redis::Script::new(CONNECT_SCRIPT)
-            .key(presence_key(user_id))
-            .key(instance_users_key(self.instance))
-            .arg(self.instance)
-            .arg(user_id)
-            .invoke_async(&mut self.commands.clone())
-            .await?;
-        Ok(count == 1)
+        Ok(self.presence_script(CONNECT_SCRIPT, user_id).await? == 1)
     }
 
     /// Records that this instance no longer has the user; true if no instance has them now.
     pub async fn presence_disconnect(&self, user_id: i64) -> redis::RedisResult<bool> {
-        let count: i64 = redis::Script::new(DISCONNECT_SCRIPT)
+        Ok(self.presence_script(DISCONNECT_SCRIPT, user_id).await? == 0)
+    }
+
+    /// Runs a presence script for this instance and the user; returns the user's instance count.
+    async fn presence_script(&self, script: &str, user_id: i64) -> redis::RedisResult<i64> {
+        redis::Script::new(script)
             .key(presence_key(user_id))
             .key(instance_users_key(self.instance))
             .arg(self.instance)
             .arg(user_id)
             .invoke_async(&mut self.commands.clone())
-            .await?;
-        Ok(count == 0)
+            .await
     }
 
     /// Which of `users` are connected to any instance.
