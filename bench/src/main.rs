@@ -1,0 +1,169 @@
+//! pychat-bench: a load generator that speaks pychat's protocol (REST accounts, tickets,
+//! `/ws` frames). Each scenario prints one JSON object on stdout.
+//!
+//! ```text
+//! pychat-bench idle   --server http://127.0.0.1:8080 --connections 5000 --sources 127.0.0.2,127.0.0.3 --server-pid 1234
+//! pychat-bench dm     --server http://127.0.0.1:8080 --pairs 50 --rate 0 --duration 10
+//! pychat-bench signal --server http://127.0.0.1:8080 --rooms 1 --rate 200 --duration 5
+//! ```
+//! `--tiny` shrinks any scenario to a run of a second or two, for the smoke test.
+
+mod client;
+mod dm;
+mod idle;
+mod signal;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pychat-bench", about = "Load generator for pychat")]
+struct Cli {
+    /// The server's base URL (loopback only).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Source addresses to bind client sockets to, comma-separated (127.0.0.x); round-robin.
+    #[arg(long, global = true, default_value = "")]
+    sources: String,
+    /// A tiny run (a second or two) that only checks the scenario works end to end.
+    #[arg(long, global = true)]
+    tiny: bool,
+    /// Worker threads for the generator (default: one per core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// N authenticated idle connections; with --server-pid, the server's RSS per connection.
+    Idle {
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Accounts to spread the connections over (several connections per user).
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+        /// Seconds to hold the connections open after they are all up.
+        #[arg(long, default_value_t = 10.0)]
+        hold: f64,
+        /// Connection attempts in flight at once.
+        #[arg(long, default_value_t = 128)]
+        connect_concurrency: usize,
+        /// The server's process id, to sample VmRSS from /proc before and after.
+        #[arg(long)]
+        server_pid: Option<String>,
+        /// Authenticate each connection with a ticket (POST /api/ws/ticket) instead of a
+        /// bearer token on the upgrade request.
+        #[arg(long)]
+        ticket: bool,
+    },
+    /// Pairs of users exchanging direct messages: acked msgs/s and latency.
+    Dm {
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        /// Offered messages per second in total; 0 = as fast as the window allows.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Unacked sends allowed per connection.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+    },
+    /// Peers in rooms relaying signal frames: relay latency.
+    Signal {
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
+        /// Signals per second sent by each peer.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = cli.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let result = runtime
+        .build()
+        .map_err(client::Error::from)
+        .and_then(|rt| rt.block_on(run(cli)));
+    match result {
+        Ok(report) => print_report(&report),
+        Err(e) => {
+            eprintln!("pychat-bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_report(report: &serde_json::Value) {
+    println!("{report}");
+}
+
+async fn run(cli: Cli) -> client::Result<serde_json::Value> {
+    let server = client::Server::new(&cli.server).await?;
+    let tiny = cli.tiny;
+    match cli.scenario {
+        Scenario::Idle {
+            connections,
+            users,
+            hold,
+            connect_concurrency,
+            server_pid,
+            ticket,
+        } => {
+            let args = idle::Args {
+                connections: if tiny {
+                    connections.min(20)
+                } else {
+                    connections
+                },
+                users: if tiny { users.min(4) } else { users },
+                sources: cli.sources,
+                hold_secs: if tiny { hold.min(0.5) } else { hold },
+                connect_concurrency,
+                server_pid,
+                ticket,
+                settle_secs: if tiny { 0.2 } else { 2.0 },
+            };
+            idle::run(server, args).await
+        }
+        Scenario::Dm {
+            pairs,
+            rate,
+            duration,
+            window,
+        } => {
+            let args = dm::Args {
+                pairs: if tiny { pairs.min(2) } else { pairs },
+                rate,
+                duration_secs: if tiny { duration.min(1.0) } else { duration },
+                window,
+                sources: cli.sources,
+            };
+            dm::run(server, args).await
+        }
+        Scenario::Signal {
+            rooms,
+            rate,
+            duration,
+        } => {
+            let args = signal::Args {
+                rooms: if tiny { rooms.min(1) } else { rooms },
+                rate: if tiny { rate.min(100.0) } else { rate },
+                duration_secs: if tiny { duration.min(1.0) } else { duration },
+                sources: cli.sources,
+            };
+            signal::run(server, args).await
+        }
+    }
+}
