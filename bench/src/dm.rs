@@ -25,6 +25,9 @@ pub struct Args {
     pub duration_secs: f64,
     pub window: usize,
     pub sources: String,
+    /// Client message ids `c0, c1, …` repeated by every sender, instead of ids unique across
+    /// senders (as random ids from real clients are). Both are valid: ids are unique per sender.
+    pub shared_client_ids: bool,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +55,7 @@ struct Counters {
     acked_in_window: AtomicU64,
     delivered: AtomicU64,
     delivered_in_window: AtomicU64,
+    writers_done: AtomicU64,
 }
 
 struct Outcome {
@@ -106,8 +110,10 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
             counters,
             per_sender_rate,
             window,
+            args.shared_client_ids,
             started,
             end,
+            users as u64,
         )));
     }
     let mut delivery = client::histogram();
@@ -149,21 +155,30 @@ async fn connection(
     counters: Arc<Counters>,
     rate: f64,
     window: usize,
+    shared_client_ids: bool,
     started: Instant,
     end: Instant,
+    writers: u64,
 ) -> Result<Outcome> {
     let (mut sink, mut stream) = ws.split();
+    let me_for_writer = me.clone();
     let unacked = Arc::new(Semaphore::new(window));
     let sent_here = Arc::new(AtomicU64::new(0));
     let writer = {
         let unacked = unacked.clone();
         let counters = counters.clone();
         let sent_here = sent_here.clone();
+        let me = me_for_writer;
         tokio::spawn(async move {
             let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
             let pad = "x".repeat(40);
             let mut seq = 0u64;
-            while Instant::now() < end {
+            let id_prefix = if shared_client_ids {
+                String::new()
+            } else {
+                format!("{me}-")
+            };
+            'send: while Instant::now() < end {
                 if let Some(interval) = interval {
                     let due = started + interval.mul_f64(seq as f64);
                     if due >= end {
@@ -190,19 +205,20 @@ async fn connection(
                         "type": "send",
                         "to": peer,
                         "body": format!("t={} {pad}", client::now_nanos()),
-                        "client_msg_id": format!("c{seq}"),
+                        "client_msg_id": format!("{id_prefix}c{seq}"),
                     });
                     seq += 1;
                     if sink.feed(client::text(&frame)).await.is_err() {
-                        return sink;
+                        break 'send;
                     }
                 }
                 if sink.flush().await.is_err() {
-                    return sink;
+                    break 'send;
                 }
                 counters.sent.fetch_add(batch, Ordering::Relaxed);
                 sent_here.fetch_add(batch, Ordering::Relaxed);
             }
+            counters.writers_done.fetch_add(1, Ordering::Relaxed);
             sink
         })
     };
@@ -213,18 +229,16 @@ async fn connection(
         errors: BTreeMap::new(),
     };
     let mut answered = 0u64;
-    // Read until the sends are over and answered, or a short drain after the end.
-    let drain_end = end + Duration::from_secs(5);
+    // Read until every writer is done, this connection's sends are answered and every send of
+    // the run is delivered; or until a drain period after the end.
+    let drain_end = end + Duration::from_secs(10);
     loop {
         if Instant::now() >= end
-            && writer.is_finished()
+            && counters.writers_done.load(Ordering::Relaxed) == writers
             && answered >= sent_here.load(Ordering::Relaxed)
+            && counters.delivered.load(Ordering::Relaxed) >= counters.sent.load(Ordering::Relaxed)
         {
-            // Everything this connection sent is answered; deliveries to it may still be coming,
-            // so keep reading briefly unless the drain is over.
-            if Instant::now() >= end + Duration::from_millis(500) {
-                break;
-            }
+            break;
         }
         let frame = match tokio::time::timeout_at(
             (Instant::now() + Duration::from_millis(100))

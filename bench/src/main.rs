@@ -70,6 +70,10 @@ enum Scenario {
         /// Unacked sends allowed per connection.
         #[arg(long, default_value_t = 64)]
         window: usize,
+        /// Every sender uses the client message ids c0, c1, … (unique per sender only), instead
+        /// of ids unique across senders.
+        #[arg(long)]
+        shared_client_ids: bool,
     },
     /// Peers in rooms relaying signal frames: relay latency.
     Signal {
@@ -142,6 +146,7 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
             rate,
             duration,
             window,
+            shared_client_ids,
         } => {
             let args = dm::Args {
                 pairs: if tiny { pairs.min(2) } else { pairs },
@@ -149,6 +154,7 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
                 duration_secs: if tiny { duration.min(1.0) } else { duration },
                 window,
                 sources: cli.sources,
+                shared_client_ids,
             };
             dm::run(server, args).await
         }
