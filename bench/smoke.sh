@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A tiny run of every pychat-bench scenario against a freshly started server (temp SQLite dir,
+# A tiny run of every pychat-bench scenario (idle, dm, signal, fanout in both modes) against a freshly started server (temp SQLite dir,
 # free port), so the generator never rots. Checks each printed JSON object for its fields and
 # nonzero counts; exits non-zero on any failure. Takes a few seconds once built.
 #
@@ -61,6 +61,8 @@ run() {
 run idle idle --connections 20 --sources 127.0.0.2,127.0.0.3 --server-pid "$SERVER_PID"
 run dm dm --pairs 2
 run signal signal
+run fanout fanout --listeners 5 --sources 127.0.0.2
+run fanout_stored fanout --listeners 5 --stored
 
 # Every scenario: the expected fields, nonzero counts, no errors.
 python3 - "$OUT" <<'EOF'
@@ -70,12 +72,14 @@ checks = {
     "idle": ["connected", "held_after_hold", "server_rss_after_kib"],
     "dm": ["acked", "delivered", "acked_per_sec", "delivery_latency.count", "ack_latency.count"],
     "signal": ["sent", "relayed", "latency.count"],
+    "fanout": ["sent", "delivered", "deliveries_per_sec", "latency.count"],
+    "fanout_stored": ["sent", "acked", "delivered", "latency.count"],
 }
 failed = 0
 for name, fields in checks.items():
     report = json.load(open(f"{out}/{name}.json"))
     problems = []
-    if report.get("scenario") != name:
+    if report.get("scenario") != name.split("_")[0]:
         problems.append(f"scenario is {report.get('scenario')!r}")
     for field in fields:
         value = report
@@ -87,6 +91,8 @@ for name, fields in checks.items():
         problems.append(f"errors: {report['errors']}")
     if name == "idle" and report.get("failed"):
         problems.append(f"failed = {report['failed']} ({report.get('first_error')})")
+    if name.startswith("fanout") and report.get("delivered") != report.get("expected_deliveries"):
+        problems.append(f"delivered {report.get('delivered')} of {report.get('expected_deliveries')}")
     if name == "dm":
         for p in ("p50_ms", "p99_ms", "p999_ms"):
             if not isinstance(report["delivery_latency"].get(p), (int, float)):

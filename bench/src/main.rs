@@ -5,11 +5,13 @@
 //! pychat-bench idle   --server http://127.0.0.1:8080 --connections 5000 --sources 127.0.0.2,127.0.0.3 --server-pid 1234
 //! pychat-bench dm     --server http://127.0.0.1:8080 --pairs 50 --rate 0 --duration 10
 //! pychat-bench signal --server http://127.0.0.1:8080 --rooms 1 --rate 200 --duration 5
+//! pychat-bench fanout --server http://127.0.0.1:8080 --listeners 100 --rate 1000 --duration 5
 //! ```
 //! `--tiny` shrinks any scenario to a run of a second or two, for the smoke test.
 
 mod client;
 mod dm;
+mod fanout;
 mod idle;
 mod signal;
 
@@ -74,6 +76,21 @@ enum Scenario {
         /// of ids unique across senders.
         #[arg(long)]
         shared_client_ids: bool,
+    },
+    /// One sender, k listener connections (typing frames, or --stored direct messages).
+    Fanout {
+        /// Listener connections per listener user.
+        #[arg(long, default_value_t = 100)]
+        listeners: usize,
+        /// Sends per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Fan out stored direct messages instead of typing frames.
+        #[arg(long)]
+        stored: bool,
     },
     /// Peers in rooms relaying signal frames: relay latency.
     Signal {
@@ -157,6 +174,21 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
                 shared_client_ids,
             };
             dm::run(server, args).await
+        }
+        Scenario::Fanout {
+            listeners,
+            rate,
+            duration,
+            stored,
+        } => {
+            let args = fanout::Args {
+                listeners: if tiny { listeners.min(10) } else { listeners },
+                rate: if tiny { rate.min(50.0) } else { rate },
+                duration_secs: if tiny { duration.min(1.0) } else { duration },
+                stored,
+                sources: cli.sources,
+            };
+            fanout::run(server, args).await
         }
         Scenario::Signal {
             rooms,

@@ -1,0 +1,226 @@
+//! `fanout`: one sender, k listener connections. A pychat room holds at most 16 peers and a
+//! `signal` goes to one peer, so the fan-out rides on what the server already sends to every
+//! connection of a user:
+//! - `typing` (default, nothing stored): `typing {to}` reaches every connection of `to`. The server
+//!   drops a connection's repeated typing to the same user within 2 s, so the sender alternates
+//!   between two listener users with k connections each; every send reaches k connections. The
+//!   frame has no payload: the i-th `typing` a listener receives is matched to the i-th send time.
+//! - `dm` (stored): `send` to one listener user with k connections; the body carries the time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{self, Result, Server, Ws};
+
+pub struct Args {
+    pub listeners: usize,
+    pub rate: f64,
+    pub duration_secs: f64,
+    pub stored: bool,
+    pub sources: String,
+}
+
+#[derive(Deserialize)]
+struct Incoming {
+    #[serde(rename = "type")]
+    kind: String,
+    message: Option<Body>,
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    body: String,
+}
+
+pub async fn run(server: Server, args: Args) -> Result<Value> {
+    let sources = client::sources(&args.sources)?;
+    let prefix = client::run_prefix();
+    let k = args.listeners.max(1);
+    let listener_users = if args.stored { 1 } else { 2 };
+    let sender_token = server.account(&format!("{prefix}-fs")).await?;
+    let mut names = Vec::new();
+    let mut tokens = Vec::new();
+    for u in 0..listener_users {
+        let name = format!("{prefix}-fl{u}");
+        tokens.push(server.account(&name).await?);
+        names.push(name);
+    }
+    let gate = Arc::new(Semaphore::new(128));
+    let mut connecting = Vec::new();
+    for u in 0..listener_users {
+        for c in 0..k {
+            let (server, token, gate) = (server.clone(), tokens[u].clone(), gate.clone());
+            let source = sources[(u * k + c) % sources.len()];
+            connecting.push(tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                server
+                    .connect(source, &token, false)
+                    .await
+                    .map(|ws| (u, ws))
+            }));
+        }
+    }
+    let mut listeners = Vec::with_capacity(connecting.len());
+    for task in connecting {
+        listeners.push(task.await??);
+    }
+    let sender = server.connect(sources[0], &sender_token, true).await?;
+
+    let duration = Duration::from_secs_f64(args.duration_secs.max(0.1));
+    let rate = args.rate.max(1.0);
+    let sends = ((rate * duration.as_secs_f64()).ceil() as usize).clamp(1, 10_000_000);
+    let send_times: Arc<Vec<AtomicU64>> = Arc::new((0..sends).map(|_| AtomicU64::new(0)).collect());
+    let delivered = Arc::new(AtomicU64::new(0));
+    // The number of sends once the sender is done; until then, unknown.
+    let final_sent = Arc::new(AtomicU64::new(u64::MAX));
+    let started = Instant::now() + Duration::from_millis(200);
+    let end = started + duration;
+    let drain_end = end + Duration::from_secs(3);
+
+    let mut tasks = Vec::new();
+    for (u, ws) in listeners {
+        let (send_times, delivered) = (send_times.clone(), delivered.clone());
+        let final_sent = final_sent.clone();
+        let stored = args.stored;
+        tasks.push(tokio::spawn(listen(
+            ws,
+            u,
+            listener_users,
+            stored,
+            send_times,
+            delivered,
+            final_sent,
+            drain_end,
+        )));
+    }
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let (mut sink, mut stream) = sender.split();
+    let reader = tokio::spawn(async move {
+        let mut errors = std::collections::BTreeMap::<String, u64>::new();
+        let mut acked = 0u64;
+        while let Ok(Some(Ok(frame))) =
+            tokio::time::timeout_at(drain_end.into(), stream.next()).await
+        {
+            let Message::Text(text) = frame else { continue };
+            let Ok(incoming) = serde_json::from_str::<Incoming>(text.as_str()) else {
+                continue;
+            };
+            match incoming.kind.as_str() {
+                "ack" => acked += 1,
+                "error" => {
+                    *errors
+                        .entry(incoming.code.unwrap_or_else(|| "unknown".into()))
+                        .or_insert(0) += 1;
+                }
+                _ => {}
+            }
+        }
+        (acked, errors)
+    });
+    let mut sent = 0usize;
+    for (i, slot) in send_times.iter().enumerate() {
+        let due = started + interval.mul_f64(i as f64);
+        if due >= end {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let now = client::now_nanos();
+        slot.store(now, Ordering::Release);
+        let frame = if args.stored {
+            json!({"type": "send", "to": names[0], "body": format!("t={now}"), "client_msg_id": format!("f{i}")})
+        } else {
+            json!({"type": "typing", "to": names[i % 2]})
+        };
+        if sink.send(client::text(&frame)).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    final_sent.store(sent as u64, Ordering::Release);
+    let mut latency = client::histogram();
+    for task in tasks {
+        latency.add(&task.await?)?;
+    }
+    let (acked, errors) = reader.await?;
+    let _ = sink.close().await;
+    let secs = duration.as_secs_f64();
+    Ok(json!({
+        "scenario": "fanout",
+        "mode": if args.stored { "dm" } else { "typing" },
+        "listeners": k,
+        "listener_connections": k * listener_users,
+        "rate": rate,
+        "duration_secs": secs,
+        "sent": sent,
+        "acked": acked,
+        "expected_deliveries": sent * k,
+        "delivered": delivered.load(Ordering::Relaxed),
+        "deliveries_per_sec": delivered.load(Ordering::Relaxed) as f64 / secs,
+        "latency": client::summary(&latency),
+        "errors": errors,
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn listen(
+    mut ws: Ws,
+    user: usize,
+    users: usize,
+    stored: bool,
+    send_times: Arc<Vec<AtomicU64>>,
+    delivered: Arc<AtomicU64>,
+    final_sent: Arc<AtomicU64>,
+    drain_end: Instant,
+) -> Histogram<u64> {
+    let mut latency = client::histogram();
+    let mut received = 0u64;
+    let users = users as u64;
+    let user = user as u64;
+    loop {
+        // This connection's share of the sends, once their number is known.
+        let sent = final_sent.load(Ordering::Acquire);
+        if sent != u64::MAX && received >= (sent + users - 1 - user) / users {
+            break;
+        }
+        let wait = (Instant::now() + Duration::from_millis(100)).min(drain_end);
+        let frame = match tokio::time::timeout_at(wait.into(), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(Some(Ok(_))) => continue,
+            Ok(_) => break,
+            Err(_) if Instant::now() >= drain_end => break,
+            Err(_) => continue,
+        };
+        let Ok(incoming) = serde_json::from_str::<Incoming>(frame.as_str()) else {
+            continue;
+        };
+        let sent_at = match (incoming.kind.as_str(), stored) {
+            ("typing", false) => {
+                let index = usize::try_from(received * users + user).unwrap_or(usize::MAX);
+                received += 1;
+                send_times.get(index).map(|t| t.load(Ordering::Acquire))
+            }
+            ("message", true) => {
+                received += 1;
+                incoming
+                    .message
+                    .and_then(|m| m.body.strip_prefix("t=").and_then(|t| t.parse().ok()))
+            }
+            _ => continue,
+        };
+        delivered.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = sent_at.filter(|&t| t > 0) {
+            latency.saturating_record(client::elapsed_micros(t));
+        }
+    }
+    let _ = ws.close(None).await;
+    latency
+}
