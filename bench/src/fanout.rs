@@ -104,28 +104,43 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
     }
     let interval = Duration::from_secs_f64(1.0 / rate);
     let (mut sink, mut stream) = sender.split();
-    let reader = tokio::spawn(async move {
-        let mut errors = std::collections::BTreeMap::<String, u64>::new();
-        let mut acked = 0u64;
-        while let Ok(Some(Ok(frame))) =
-            tokio::time::timeout_at(drain_end.into(), stream.next()).await
-        {
-            let Message::Text(text) = frame else { continue };
-            let Ok(incoming) = serde_json::from_str::<Incoming>(text.as_str()) else {
-                continue;
-            };
-            match incoming.kind.as_str() {
-                "ack" => acked += 1,
-                "error" => {
-                    *errors
-                        .entry(incoming.code.unwrap_or_else(|| "unknown".into()))
-                        .or_insert(0) += 1;
+    let reader = {
+        let final_sent = final_sent.clone();
+        let stored = args.stored;
+        tokio::spawn(async move {
+            let mut errors = std::collections::BTreeMap::<String, u64>::new();
+            let mut acked = 0u64;
+            loop {
+                // Done once the sends are over and, for stored sends, each is answered.
+                let sent = final_sent.load(Ordering::Acquire);
+                let answered = acked + errors.values().sum::<u64>();
+                if sent != u64::MAX && (!stored || answered >= sent) {
+                    break;
                 }
-                _ => {}
+                let wait = (Instant::now() + Duration::from_millis(100)).min(drain_end);
+                let frame = match tokio::time::timeout_at(wait.into(), stream.next()).await {
+                    Ok(Some(Ok(Message::Text(text)))) => text,
+                    Ok(Some(Ok(_))) => continue,
+                    Ok(_) => break,
+                    Err(_) if Instant::now() >= drain_end => break,
+                    Err(_) => continue,
+                };
+                let Ok(incoming) = serde_json::from_str::<Incoming>(frame.as_str()) else {
+                    continue;
+                };
+                match incoming.kind.as_str() {
+                    "ack" => acked += 1,
+                    "error" => {
+                        *errors
+                            .entry(incoming.code.unwrap_or_else(|| "unknown".into()))
+                            .or_insert(0) += 1;
+                    }
+                    _ => {}
+                }
             }
-        }
-        (acked, errors)
-    });
+            (acked, errors)
+        })
+    };
     let mut sent = 0usize;
     for (i, slot) in send_times.iter().enumerate() {
         let due = started + interval.mul_f64(i as f64);
