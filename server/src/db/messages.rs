@@ -78,30 +78,46 @@ pub fn in_write_order<T>(
     }
 }
 
-/// Inserts all rows in one statement and reads them back (ids are assigned by the database).
+/// Inserts all rows in one statement and returns them as stored (ids assigned by the database).
 /// Fails as a whole on any constraint violation; the caller retries row by row.
 pub fn insert_batch(conn: &mut DbConnection, rows: &[NewMessage]) -> QueryResult<Vec<MessageRow>> {
-    // A multi-row INSERT is not expressible through the MultiConnection's backend: run it on
-    // the concrete connection.
+    // A multi-row INSERT is not expressible through the MultiConnection's backend: it runs on the
+    // concrete connection. PostgreSQL and SQLite return the rows; MySQL has no RETURNING.
     let insert = diesel::insert_into(messages::table).values(rows);
     match conn {
-        DbConnection::Postgres(c) => insert.execute(c),
-        DbConnection::Mysql(c) => insert.execute(c),
-        DbConnection::Sqlite(c) => insert.execute(c),
-    }?;
-    let senders: Vec<i64> = rows.iter().map(|r| r.sender_id).collect();
-    let client_ids: Vec<&str> = rows.iter().map(|r| r.client_msg_id.as_str()).collect();
-    let mut found: Vec<MessageRow> = messages::table
-        .filter(messages::sender_id.eq_any(&senders))
-        .filter(messages::client_msg_id.eq_any(&client_ids))
+        DbConnection::Postgres(c) => insert.returning(MessageRow::as_returning()).get_results(c),
+        DbConnection::Sqlite(c) => insert.returning(MessageRow::as_returning()).get_results(c),
+        DbConnection::Mysql(c) => {
+            insert.execute(c)?;
+            read_back_mysql(conn, rows)
+        }
+    }
+}
+
+/// MySQL: a multi-row INSERT's ids are consecutive from LAST_INSERT_ID() under the default
+/// `innodb_autoinc_lock_mode` (0 or 1), so one primary-key range reads them back. Under mode 2
+/// they may interleave with another writer's: then each row is found by its unique key.
+fn read_back_mysql(conn: &mut DbConnection, rows: &[NewMessage]) -> QueryResult<Vec<MessageRow>> {
+    let first = super::last_insert_id(conn)?;
+    let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    let found: Vec<MessageRow> = messages::table
+        .filter(messages::id.between(first, first + count - 1))
         .select(MessageRow::as_select())
         .load(conn)?;
-    // The IN lists can match other rows of these senders; keep exactly the inserted ones.
-    found.retain(|row| {
-        rows.iter()
-            .any(|r| r.sender_id == row.sender_id && r.client_msg_id == row.client_msg_id)
-    });
-    Ok(found)
+    let all_ours = found.len() == rows.len()
+        && found.iter().all(|row| {
+            rows.iter()
+                .any(|r| r.sender_id == row.sender_id && r.client_msg_id == row.client_msg_id)
+        });
+    if all_ours {
+        return Ok(found);
+    }
+    rows.iter()
+        .map(|r| {
+            find_by_client_id(conn, r.sender_id, &r.client_msg_id)?
+                .ok_or(diesel::result::Error::NotFound)
+        })
+        .collect()
 }
 
 pub fn find_by_client_id(

@@ -275,6 +275,17 @@ pub fn now() -> time::PrimitiveDateTime {
     time::PrimitiveDateTime::new(now.date(), now.time())
 }
 
+/// The id the last INSERT on this connection generated (for a multi-row INSERT on MySQL: the
+/// first one), asked the way each backend answers it.
+pub(crate) fn last_insert_id(conn: &mut DbConnection) -> QueryResult<i64> {
+    let expression = match conn {
+        DbConnection::Sqlite(_) => "last_insert_rowid()",
+        DbConnection::Postgres(_) => "lastval()",
+        DbConnection::Mysql(_) => "CAST(LAST_INSERT_ID() AS SIGNED)",
+    };
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(expression)).get_result(conn)
+}
+
 /// True when a diesel error is a unique-constraint violation (same kind on all three backends).
 pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
     matches!(

@@ -2,21 +2,10 @@
 //! and presenting a used token again revokes the whole session (reuse detection).
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use time::PrimitiveDateTime;
 
 use super::DbConnection;
 use super::schema::{refresh_tokens, sessions, users};
-
-/// The id the last INSERT on this connection generated, asked the way each backend answers it.
-fn last_insert_id(conn: &mut DbConnection) -> QueryResult<i64> {
-    let expression = match conn {
-        DbConnection::Sqlite(_) => "last_insert_rowid()",
-        DbConnection::Postgres(_) => "lastval()",
-        DbConnection::Mysql(_) => "CAST(LAST_INSERT_ID() AS SIGNED)",
-    };
-    diesel::select(diesel::dsl::sql::<BigInt>(expression)).get_result(conn)
-}
 
 fn insert_token(
     conn: &mut DbConnection,
@@ -49,7 +38,7 @@ pub fn create(
                 sessions::expires_at.eq(expires_at),
             ))
             .execute(conn)?;
-        let session_id = last_insert_id(conn)?;
+        let session_id = super::last_insert_id(conn)?;
         insert_token(conn, session_id, token_hash, now)?;
         Ok(session_id)
     })
