@@ -13,6 +13,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== bench: tiny run of every scenario"
+bench/smoke.sh
 
 echo "== web: build the server binary for the end-to-end tests"
 cargo build -p pychat --locked
