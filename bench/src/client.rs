@@ -2,18 +2,18 @@
 //! chosen source address, frames as JSON, and latency histograms.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T> = std::result::Result<T, Error>;
@@ -163,6 +163,30 @@ pub async fn next_json(ws: &mut Ws) -> Result<Value> {
             Some(Err(e)) => return Err(e.into()),
             None => return Err("connection ended".into()),
         }
+    }
+}
+
+/// What a short wait for the next frame gave.
+pub enum Next {
+    Text(Utf8Bytes),
+    /// Nothing yet, or a control frame: look at the clock and wait again.
+    Idle,
+    /// The connection ended, or `deadline` passed.
+    Closed,
+}
+
+/// Waits at most 100 ms, and never past `deadline`, for the next text frame.
+pub async fn next_text<S>(stream: &mut S, deadline: Instant) -> Next
+where
+    S: Stream<Item = std::result::Result<Message, tungstenite::Error>> + Unpin,
+{
+    let wait = (Instant::now() + Duration::from_millis(100)).min(deadline);
+    match tokio::time::timeout_at(wait.into(), stream.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => Next::Text(text),
+        Ok(Some(Ok(_))) => Next::Idle,
+        Ok(_) => Next::Closed,
+        Err(_) if Instant::now() >= deadline => Next::Closed,
+        Err(_) => Next::Idle,
     }
 }
 

@@ -15,7 +15,6 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Result, Server};
 
@@ -240,19 +239,10 @@ async fn connection(
         {
             break;
         }
-        let frame = match tokio::time::timeout_at(
-            (Instant::now() + Duration::from_millis(100))
-                .min(drain_end)
-                .into(),
-            stream.next(),
-        )
-        .await
-        {
-            Ok(Some(Ok(Message::Text(text)))) => text,
-            Ok(Some(Ok(_))) => continue,
-            Ok(_) => break,
-            Err(_) if Instant::now() >= drain_end => break,
-            Err(_) => continue,
+        let frame = match client::next_text(&mut stream, drain_end).await {
+            client::Next::Text(text) => text,
+            client::Next::Idle => continue,
+            client::Next::Closed => break,
         };
         let Ok(incoming) = serde_json::from_str::<Incoming>(frame.as_str()) else {
             *outcome.errors.entry("bench_unparsed".into()).or_insert(0) += 1;

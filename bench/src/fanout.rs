@@ -16,7 +16,6 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Result, Server, Ws};
 
@@ -117,13 +116,10 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
                 if sent != u64::MAX && (!stored || answered >= sent) {
                     break;
                 }
-                let wait = (Instant::now() + Duration::from_millis(100)).min(drain_end);
-                let frame = match tokio::time::timeout_at(wait.into(), stream.next()).await {
-                    Ok(Some(Ok(Message::Text(text)))) => text,
-                    Ok(Some(Ok(_))) => continue,
-                    Ok(_) => break,
-                    Err(_) if Instant::now() >= drain_end => break,
-                    Err(_) => continue,
+                let frame = match client::next_text(&mut stream, drain_end).await {
+                    client::Next::Text(text) => text,
+                    client::Next::Idle => continue,
+                    client::Next::Closed => break,
                 };
                 let Ok(incoming) = serde_json::from_str::<Incoming>(frame.as_str()) else {
                     continue;
@@ -206,13 +202,10 @@ async fn listen(
         if sent != u64::MAX && received >= (sent + users - 1 - user) / users {
             break;
         }
-        let wait = (Instant::now() + Duration::from_millis(100)).min(drain_end);
-        let frame = match tokio::time::timeout_at(wait.into(), ws.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => text,
-            Ok(Some(Ok(_))) => continue,
-            Ok(_) => break,
-            Err(_) if Instant::now() >= drain_end => break,
-            Err(_) => continue,
+        let frame = match client::next_text(&mut ws, drain_end).await {
+            client::Next::Text(text) => text,
+            client::Next::Idle => continue,
+            client::Next::Closed => break,
         };
         let Ok(incoming) = serde_json::from_str::<Incoming>(frame.as_str()) else {
             continue;
