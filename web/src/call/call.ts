@@ -39,18 +39,25 @@ export interface CallState {
   busy: boolean;
 }
 
+/** The part of the state that belongs to one call; cleared when the call ends. */
+function noCall() {
+  return {
+    room: null,
+    direct: false,
+    myPeerId: null,
+    creator: null,
+    members: [],
+    peers: {},
+    startedAt: null,
+    muted: false,
+    camera: true,
+    screen: false,
+  } satisfies Partial<CallState>;
+}
+
 const initial: CallState = {
   phase: 'idle',
-  room: null,
-  direct: false,
-  myPeerId: null,
-  creator: null,
-  members: [],
-  peers: {},
-  startedAt: null,
-  muted: false,
-  camera: true,
-  screen: false,
+  ...noCall(),
   localStream: null,
   mediaError: null,
   incoming: null,
@@ -500,19 +507,7 @@ export class CallManager {
     for (const l of this.links.values()) l.close();
     this.links.clear();
     this.releaseMedia();
-    this.patch({
-      phase: immediate ? 'idle' : 'ended',
-      room: null,
-      direct: false,
-      myPeerId: null,
-      creator: null,
-      members: [],
-      peers: {},
-      startedAt: null,
-      muted: false,
-      camera: true,
-      screen: false,
-    });
+    this.patch({ phase: immediate ? 'idle' : 'ended', ...noCall() });
     if (this.endTimer) clearTimeout(this.endTimer);
     this.endTimer = immediate ? null : setTimeout(() => this.finishEnded(), 1500);
   }
