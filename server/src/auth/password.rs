@@ -1,33 +1,53 @@
-//! bcrypt on a bounded pool: at most one hash per core runs at once, so a burst of logins
-//! queues here instead of taking every thread of the blocking pool.
+//! bcrypt on its own threads, one per core, at a lower scheduling priority: a burst of logins
+//! queues here and takes only the CPU that sockets leave over, instead of starving the workers
+//! that relay everyone else's messages (the login-storm benchmark measures exactly that).
 //!
 //! bcrypt reads only the first 72 bytes of its input, and a 128-character password can be 512
 //! bytes. Each password is therefore hashed with SHA-256 first and its base64 (44 bytes) is what
 //! bcrypt sees, so every character counts.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, oneshot};
 
 use crate::error::AppError;
+
+/// The nice value of hashing threads: the kernel gives a nice-0 thread about ten times their
+/// share of a contended core.
+const HASHING_NICENESS: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
 
 #[derive(Clone)]
 pub struct PasswordHasher {
     cost: u32,
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     /// Verified against when the user does not exist, so both failures take the same time.
     dummy_hash: Arc<OnceCell<String>>,
 }
 
 impl PasswordHasher {
+    /// Starts one hashing thread per core; they end when every handle is dropped.
     pub fn new(cost: u32) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let cores = thread::available_parallelism().map_or(1, usize::from);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..cores {
+            let queue = queue.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("pychat-bcrypt-{i}"))
+                .spawn(move || hashing_thread(&queue));
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "cannot start a password hashing thread");
+            }
+        }
         Self {
             cost,
-            permits: Arc::new(Semaphore::new(cores)),
+            jobs,
             dummy_hash: Arc::new(OnceCell::new()),
         }
     }
@@ -63,10 +83,33 @@ impl PasswordHasher {
         F: FnOnce() -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        let _permit = self.permits.acquire().await.map_err(AppError::internal)?;
-        actix_web::web::block(work)
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = reply.send(work());
+            }))
+            .map_err(|_| AppError::internal("password hashing stopped"))?;
+        answer
             .await
-            .map_err(AppError::internal)?
+            .map_err(|_| AppError::internal("password hashing stopped"))?
+    }
+}
+
+fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
+    // On Linux the nice value belongs to the calling thread only. Raising it needs no privilege;
+    // if it fails anyway, hashing still works at normal priority.
+    if let Err(err) = rustix::process::setpriority_process(None, HASHING_NICENESS) {
+        tracing::warn!(error = %err, "cannot lower the priority of a password hashing thread");
+    }
+    loop {
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
     }
 }
 
