@@ -97,6 +97,29 @@ impl Server {
         Ok(response.json::<Auth>().await?.access_token)
     }
 
+    /// Opens a WebSocket for `request` from `source` (port chosen by the kernel): no
+    /// compression, Nagle off, the generator's small buffers.
+    pub async fn open(
+        &self,
+        source: Option<IpAddr>,
+        mut request: tungstenite::handshake::client::Request,
+    ) -> Result<Ws> {
+        request.headers_mut().remove("sec-websocket-extensions");
+        let socket = if self.addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(source) = source {
+            socket.bind(SocketAddr::new(source, 0))?;
+        }
+        let stream = socket.connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config())).await?;
+        Ok(ws)
+    }
+
     /// A single-use WebSocket ticket for `token`.
     pub async fn ticket(&self, token: &str) -> Result<String> {
         #[derive(Deserialize)]
@@ -119,7 +142,7 @@ impl Server {
     /// Opens `/ws` from `source` (port chosen by the kernel), authenticated with a ticket when
     /// `ticket` is true, else with the bearer token on the upgrade request. Waits for `hello`.
     pub async fn connect(&self, source: Option<IpAddr>, token: &str, ticket: bool) -> Result<Ws> {
-        let mut request = if ticket {
+        let request = if ticket {
             let ticket = self.ticket(token).await?;
             format!("ws://{}/ws?ticket={ticket}", self.host_port).into_client_request()?
         } else {
@@ -130,19 +153,7 @@ impl Server {
             );
             request
         };
-        request.headers_mut().remove("sec-websocket-extensions");
-        let socket = if self.addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        if let Some(source) = source {
-            socket.bind(SocketAddr::new(source, 0))?;
-        }
-        let stream = socket.connect(self.addr).await?;
-        stream.set_nodelay(true)?;
-        let (mut ws, _) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config())).await?;
+        let mut ws = self.open(source, request).await?;
         let hello = tokio::time::timeout(Duration::from_secs(10), next_json(&mut ws))
             .await
             .map_err(|_| "no hello within 10 s")??;

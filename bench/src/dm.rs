@@ -63,7 +63,9 @@ struct Outcome {
     errors: BTreeMap<String, u64>,
 }
 
-pub async fn run(server: Server, args: Args) -> Result<Value> {
+/// With two servers (a cluster), each pair has one user on each.
+pub async fn run(servers: &[Server], args: Args) -> Result<Value> {
+    let server = &servers[0];
     let sources = client::sources(&args.sources)?;
     let prefix = client::run_prefix();
     let users = args.pairs.max(1) * 2;
@@ -85,7 +87,7 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
     let mut sockets = Vec::with_capacity(users);
     for (i, (_, token)) in accounts.iter().enumerate() {
         sockets.push(
-            server
+            servers[i % servers.len()]
                 .connect(sources[i % sources.len()], token, true)
                 .await?,
         );
@@ -130,6 +132,8 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
     let c = &counters;
     Ok(json!({
         "scenario": "dm",
+        "target": "pychat",
+        "instances": servers.len(),
         "pairs": args.pairs,
         "connections": users,
         "offered_rate": args.rate,

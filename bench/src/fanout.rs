@@ -6,6 +6,10 @@
 //!   between two listener users with k connections each; every send reaches k connections. The
 //!   frame has no payload: the i-th `typing` a listener receives is matched to the i-th send time.
 //! - `dm` (stored): `send` to one listener user with k connections; the body carries the time.
+//!
+//! `--rate 0` finds the ceiling: the sender keeps at most `window` sends not yet delivered to all
+//! k connections. With two servers (a cluster), the sender uses the first and every listener the
+//! second, so every delivery crosses instances.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +25,9 @@ use crate::client::{self, Result, Server, Ws};
 
 pub struct Args {
     pub listeners: usize,
+    /// Sends per second; 0 = as fast as `window` allows.
     pub rate: f64,
+    pub window: usize,
     pub duration_secs: f64,
     pub stored: bool,
     pub sources: String,
@@ -40,7 +46,12 @@ struct Body {
     body: String,
 }
 
-pub async fn run(server: Server, args: Args) -> Result<Value> {
+/// Most send times kept at saturation (8 bytes each).
+const MAX_SENDS: usize = 4_000_000;
+
+pub async fn run(servers: &[Server], args: Args) -> Result<Value> {
+    let server = &servers[0];
+    let listener_server = &servers[servers.len() - 1];
     let sources = client::sources(&args.sources)?;
     let prefix = client::run_prefix();
     let k = args.listeners.max(1);
@@ -57,7 +68,7 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
     let mut connecting = Vec::new();
     for u in 0..listener_users {
         for c in 0..k {
-            let (server, token, gate) = (server.clone(), tokens[u].clone(), gate.clone());
+            let (server, token, gate) = (listener_server.clone(), tokens[u].clone(), gate.clone());
             let source = sources[(u * k + c) % sources.len()];
             connecting.push(tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await;
@@ -75,10 +86,21 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
     let sender = server.connect(sources[0], &sender_token, true).await?;
 
     let duration = Duration::from_secs_f64(args.duration_secs.max(0.1));
-    let rate = args.rate.max(1.0);
-    let sends = ((rate * duration.as_secs_f64()).ceil() as usize).clamp(1, 10_000_000);
+    let saturate = args.rate <= 0.0;
+    let sends = if saturate {
+        MAX_SENDS
+    } else {
+        ((args.rate * duration.as_secs_f64()).ceil() as usize).clamp(1, MAX_SENDS)
+    };
+    // At saturation, one permit per send; every k-th delivery gives one back.
+    let window = Arc::new(Semaphore::new(if saturate {
+        args.window.max(1)
+    } else {
+        0
+    }));
     let send_times: Arc<Vec<AtomicU64>> = Arc::new((0..sends).map(|_| AtomicU64::new(0)).collect());
     let delivered = Arc::new(AtomicU64::new(0));
+    let delivered_in_window = Arc::new(AtomicU64::new(0));
     // The number of sends once the sender is done; until then, unknown.
     let final_sent = Arc::new(AtomicU64::new(u64::MAX));
     let started = Instant::now() + Duration::from_millis(200);
@@ -89,19 +111,22 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
     for (u, ws) in listeners {
         let (send_times, delivered) = (send_times.clone(), delivered.clone());
         let final_sent = final_sent.clone();
-        let stored = args.stored;
-        tasks.push(tokio::spawn(listen(
-            ws,
-            u,
-            listener_users,
-            stored,
+        let listener = Listener {
+            user: u as u64,
+            users: listener_users as u64,
+            k: k as u64,
+            stored: args.stored,
+            window: saturate.then(|| window.clone()),
             send_times,
             delivered,
+            delivered_in_window: delivered_in_window.clone(),
             final_sent,
+            end,
             drain_end,
-        )));
+        };
+        tasks.push(tokio::spawn(listener.listen(ws)));
     }
-    let interval = Duration::from_secs_f64(1.0 / rate);
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1e-3));
     let (mut sink, mut stream) = sender.split();
     let reader = {
         let final_sent = final_sent.clone();
@@ -138,12 +163,20 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
         })
     };
     let mut sent = 0usize;
+    tokio::time::sleep_until(started.into()).await;
     for (i, slot) in send_times.iter().enumerate() {
-        let due = started + interval.mul_f64(i as f64);
-        if due >= end {
-            break;
+        if saturate {
+            match tokio::time::timeout_at(end.into(), window.acquire()).await {
+                Ok(Ok(permit)) => permit.forget(),
+                _ => break,
+            }
+        } else {
+            let due = started + interval.mul_f64(i as f64);
+            if due >= end {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
         }
-        tokio::time::sleep_until(due.into()).await;
         let now = client::now_nanos();
         slot.store(now, Ordering::Release);
         let frame = if args.stored {
@@ -169,66 +202,94 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
         "mode": if args.stored { "dm" } else { "typing" },
         "listeners": k,
         "listener_connections": k * listener_users,
-        "rate": rate,
+        "target": "pychat",
+        "instances": servers.len(),
+        "rate": args.rate,
+        "window": if saturate { args.window.max(1) } else { 0 },
         "duration_secs": secs,
         "sent": sent,
         "acked": acked,
         "expected_deliveries": sent * k,
         "delivered": delivered.load(Ordering::Relaxed),
-        "deliveries_per_sec": delivered.load(Ordering::Relaxed) as f64 / secs,
+        "delivered_per_sec": delivered_in_window.load(Ordering::Relaxed) as f64 / secs,
         "latency": client::summary(&latency),
         "errors": errors,
     }))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn listen(
-    mut ws: Ws,
-    user: usize,
-    users: usize,
+struct Listener {
+    user: u64,
+    users: u64,
+    k: u64,
     stored: bool,
+    window: Option<Arc<Semaphore>>,
     send_times: Arc<Vec<AtomicU64>>,
     delivered: Arc<AtomicU64>,
+    delivered_in_window: Arc<AtomicU64>,
     final_sent: Arc<AtomicU64>,
+    end: Instant,
     drain_end: Instant,
-) -> Histogram<u64> {
-    let mut latency = client::histogram();
-    let mut received = 0u64;
-    let users = users as u64;
-    let user = user as u64;
-    loop {
-        // This connection's share of the sends, once their number is known.
-        let sent = final_sent.load(Ordering::Acquire);
-        if sent != u64::MAX && received >= (sent + users - 1 - user) / users {
-            break;
-        }
-        let frame = match client::next_text(&mut ws, drain_end).await {
-            client::Next::Text(text) => text,
-            client::Next::Idle => continue,
-            client::Next::Closed => break,
-        };
-        let Ok(incoming) = serde_json::from_str::<Incoming>(frame.as_str()) else {
-            continue;
-        };
-        let sent_at = match (incoming.kind.as_str(), stored) {
-            ("typing", false) => {
-                let index = usize::try_from(received * users + user).unwrap_or(usize::MAX);
-                received += 1;
-                send_times.get(index).map(|t| t.load(Ordering::Acquire))
+}
+
+impl Listener {
+    async fn listen(self, mut ws: Ws) -> Histogram<u64> {
+        let Self {
+            user,
+            users,
+            k,
+            stored,
+            window,
+            send_times,
+            delivered,
+            delivered_in_window,
+            final_sent,
+            end,
+            drain_end,
+        } = self;
+        let mut latency = client::histogram();
+        let mut received = 0u64;
+        loop {
+            // This connection's share of the sends, once their number is known.
+            let sent = final_sent.load(Ordering::Acquire);
+            if sent != u64::MAX && received >= (sent + users - 1 - user) / users {
+                break;
             }
-            ("message", true) => {
-                received += 1;
-                incoming
-                    .message
-                    .and_then(|m| m.body.strip_prefix("t=").and_then(|t| t.parse().ok()))
+            let frame = match client::next_text(&mut ws, drain_end).await {
+                client::Next::Text(text) => text,
+                client::Next::Idle => continue,
+                client::Next::Closed => break,
+            };
+            let Ok(incoming) = serde_json::from_str::<Incoming>(frame.as_str()) else {
+                continue;
+            };
+            let sent_at = match (incoming.kind.as_str(), stored) {
+                ("typing", false) => {
+                    let index = usize::try_from(received * users + user).unwrap_or(usize::MAX);
+                    received += 1;
+                    send_times.get(index).map(|t| t.load(Ordering::Acquire))
+                }
+                ("message", true) => {
+                    received += 1;
+                    incoming
+                        .message
+                        .and_then(|m| m.body.strip_prefix("t=").and_then(|t| t.parse().ok()))
+                }
+                _ => continue,
+            };
+            let total = delivered.fetch_add(1, Ordering::AcqRel) + 1;
+            if let Some(window) = &window
+                && total.is_multiple_of(k)
+            {
+                window.add_permits(1);
             }
-            _ => continue,
-        };
-        delivered.fetch_add(1, Ordering::Relaxed);
-        if let Some(t) = sent_at.filter(|&t| t > 0) {
-            latency.saturating_record(client::elapsed_micros(t));
+            if Instant::now() <= end {
+                delivered_in_window.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(t) = sent_at.filter(|&t| t > 0) {
+                latency.saturating_record(client::elapsed_micros(t));
+            }
         }
+        let _ = ws.close(None).await;
+        latency
     }
-    let _ = ws.close(None).await;
-    latency
 }

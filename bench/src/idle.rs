@@ -1,14 +1,18 @@
-//! `idle`: N authenticated connections that only answer the server's pings.
+//! `idle`: N authenticated connections that only answer the server's pings (against a relay:
+//! N connections spread over `users` rooms).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
+use tokio_tungstenite::tungstenite::Message;
+
 use crate::client::{self, Result, Server};
+use crate::relay::{self, Framing};
 
 pub struct Args {
     pub connections: usize,
@@ -18,6 +22,8 @@ pub struct Args {
     pub connect_concurrency: usize,
     pub server_pid: Option<String>,
     pub ticket: bool,
+    /// Connect to a relay of this framing instead of pychat.
+    pub relay: Option<Framing>,
     /// Pause before each RSS sample, for the server's allocations to settle.
     pub settle_secs: f64,
 }
@@ -27,7 +33,8 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
     let prefix = client::run_prefix();
     let users = args.users.clamp(1, args.connections.max(1));
     let mut tokens = Vec::with_capacity(users);
-    for chunk in (0..users).collect::<Vec<_>>().chunks(16) {
+    let accounts = if args.relay.is_some() { 0 } else { users };
+    for chunk in (0..accounts).collect::<Vec<_>>().chunks(16) {
         let mut batch = Vec::new();
         for &i in chunk {
             let server = server.clone();
@@ -49,10 +56,12 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let started = Instant::now();
+    let (ticket, framing) = (args.ticket, args.relay);
     let mut tasks = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
         let server = server.clone();
-        let token = tokens[i % tokens.len()].clone();
+        let token = tokens.get(i % users).cloned().unwrap_or_default();
+        let room = format!("{prefix}-i{}", i % users);
         let source = sources[i % sources.len()];
         let gate = gate.clone();
         let (connected, failed, dropped, first_error) = (
@@ -64,7 +73,10 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
-            let ws = server.connect(source, &token, args.ticket).await;
+            let ws = match framing {
+                Some(framing) => relay::join(&server, framing, source, &room).await,
+                None => server.connect(source, &token, ticket).await,
+            };
             drop(permit);
             let mut ws = match ws {
                 Ok(ws) => ws,
@@ -80,7 +92,11 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
             loop {
                 tokio::select! {
                     frame = ws.next() => match frame {
-                        // Reading is what answers pings; anything else is ignored.
+                        // Engine.IO's ping is a text frame that wants `3` back.
+                        Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+                            let _ = ws.send(Message::text("3")).await;
+                        }
+                        // Reading is what answers WebSocket pings; anything else is ignored.
                         Some(Ok(_)) => {}
                         _ => {
                             dropped.fetch_add(1, Ordering::Relaxed);
@@ -121,6 +137,7 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
     let error = first_error.lock().ok().and_then(|e| e.clone());
     Ok(json!({
         "scenario": "idle",
+        "target": args.relay.map_or("pychat", Framing::name),
         "requested": args.connections,
         "users": users,
         "sources": sources.len(),

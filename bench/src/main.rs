@@ -1,11 +1,14 @@
 //! pychat-bench: a load generator that speaks pychat's protocol (REST accounts, tickets,
-//! `/ws` frames). Each scenario prints one JSON object on stdout.
+//! `/ws` frames), and the relays' of `bench/peers/` (`--target relay|socketio`) for the same
+//! workloads. Each scenario prints one JSON object on stdout.
 //!
 //! ```text
 //! pychat-bench idle   --server http://127.0.0.1:8080 --connections 5000 --sources 127.0.0.2,127.0.0.3 --server-pid 1234
 //! pychat-bench dm     --server http://127.0.0.1:8080 --pairs 50 --rate 0 --duration 10
 //! pychat-bench signal --server http://127.0.0.1:8080 --rooms 1 --rate 200 --duration 5
 //! pychat-bench fanout --server http://127.0.0.1:8080 --listeners 100 --rate 1000 --duration 5
+//! pychat-bench login  --server http://127.0.0.1:8080 --concurrency 8 --phase 5
+//! pychat-bench --target socketio --server http://127.0.0.1:3001 --cluster http://127.0.0.1:3002 fanout --listeners 100 --rate 0
 //! ```
 //! `--tiny` shrinks any scenario to a run of a second or two, for the smoke test.
 
@@ -13,9 +16,13 @@ mod client;
 mod dm;
 mod fanout;
 mod idle;
+mod login;
+mod relay;
 mod signal;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use relay::{Framing, Pace, Plan};
 
 #[derive(Parser)]
 #[command(name = "pychat-bench", about = "Load generator for pychat")]
@@ -32,8 +39,34 @@ struct Cli {
     /// Worker threads for the generator (default: one per core).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// What `--server` is: pychat, or a relay of `bench/peers/`.
+    #[arg(long, global = true, value_enum, default_value_t = Target::Pychat)]
+    target: Target,
+    /// A second instance of the same cluster: dm pairs get one user on each, fan-out listeners
+    /// all sit on this one.
+    #[arg(long, global = true)]
+    cluster: Option<String>,
     #[command(subcommand)]
     scenario: Scenario,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    Pychat,
+    /// A plain WebSocket relay (`limit`, `node-ws`).
+    Relay,
+    /// A Socket.IO relay (`node-socketio`, `flask-socketio`).
+    Socketio,
+}
+
+impl Target {
+    fn framing(self) -> Option<Framing> {
+        match self {
+            Self::Pychat => None,
+            Self::Relay => Some(Framing::Plain),
+            Self::Socketio => Some(Framing::SocketIo),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -82,9 +115,12 @@ enum Scenario {
         /// Listener connections per listener user.
         #[arg(long, default_value_t = 100)]
         listeners: usize,
-        /// Sends per second.
+        /// Sends per second; 0 = as fast as --window allows.
         #[arg(long, default_value_t = 100.0)]
         rate: f64,
+        /// Sends not yet delivered to every listener, at --rate 0.
+        #[arg(long, default_value_t = 16)]
+        window: usize,
         /// Seconds of sending.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
@@ -102,6 +138,23 @@ enum Scenario {
         /// Seconds of sending.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+    },
+    /// Logins as fast as `--concurrency` clients go, while call peers relay signals: login rate
+    /// and the signal latency before and during the storm.
+    Login {
+        #[arg(long, default_value_t = 4)]
+        rooms: usize,
+        /// Signals per second sent by each peer.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds of each phase: calm, then storm.
+        #[arg(long, default_value_t = 5.0)]
+        phase: f64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Accounts the storm logs into.
+        #[arg(long, default_value_t = 16)]
+        accounts: usize,
     },
 }
 
@@ -132,7 +185,21 @@ fn print_report(report: &serde_json::Value) {
 
 async fn run(cli: Cli) -> client::Result<serde_json::Value> {
     let server = client::Server::new(&cli.server).await?;
+    let mut servers = vec![server.clone()];
+    if let Some(second) = &cli.cluster {
+        servers.push(client::Server::new(second).await?);
+    }
     let tiny = cli.tiny;
+    if let Some(framing) = cli.target.framing()
+        && !matches!(cli.scenario, Scenario::Idle { .. })
+    {
+        let plan = relay_plan(&cli.scenario, tiny)
+            .ok_or("this scenario needs pychat: relays have no accounts")?;
+        return relay::run(&servers, framing, &cli.sources, plan).await;
+    }
+    if servers.len() > 1 && !matches!(cli.scenario, Scenario::Dm { .. } | Scenario::Fanout { .. }) {
+        return Err("--cluster applies to dm and fanout".into());
+    }
     match cli.scenario {
         Scenario::Idle {
             connections,
@@ -154,6 +221,7 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
                 connect_concurrency,
                 server_pid,
                 ticket,
+                relay: cli.target.framing(),
                 settle_secs: if tiny { 0.2 } else { 2.0 },
             };
             idle::run(server, args).await
@@ -173,22 +241,28 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
                 sources: cli.sources,
                 shared_client_ids,
             };
-            dm::run(server, args).await
+            dm::run(&servers, args).await
         }
         Scenario::Fanout {
             listeners,
             rate,
+            window,
             duration,
             stored,
         } => {
             let args = fanout::Args {
                 listeners: if tiny { listeners.min(10) } else { listeners },
-                rate: if tiny { rate.min(50.0) } else { rate },
+                rate: if tiny && rate > 0.0 {
+                    rate.min(50.0)
+                } else {
+                    rate
+                },
+                window,
                 duration_secs: if tiny { duration.min(1.0) } else { duration },
                 stored,
                 sources: cli.sources,
             };
-            fanout::run(server, args).await
+            fanout::run(&servers, args).await
         }
         Scenario::Signal {
             rooms,
@@ -203,5 +277,89 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
             };
             signal::run(server, args).await
         }
+        Scenario::Login {
+            rooms,
+            rate,
+            phase,
+            concurrency,
+            accounts,
+        } => {
+            let args = login::Args {
+                rooms: if tiny { rooms.min(1) } else { rooms },
+                rate: if tiny { rate.min(50.0) } else { rate },
+                phase_secs: if tiny { phase.min(0.5) } else { phase },
+                concurrency: if tiny {
+                    concurrency.min(2)
+                } else {
+                    concurrency
+                },
+                accounts: if tiny { accounts.min(2) } else { accounts },
+                sources: cli.sources,
+            };
+            login::run(server, args).await
+        }
     }
+}
+
+/// The same workload for a relay: dm and signal are rooms of two who both send, fan-out one
+/// room of a sender and k listeners. The padding makes the text about as long as pychat's.
+fn relay_plan(scenario: &Scenario, tiny: bool) -> Option<Plan> {
+    let secs = |d: f64| if tiny { d.min(1.0) } else { d };
+    Some(match *scenario {
+        Scenario::Dm {
+            pairs,
+            rate,
+            duration,
+            window,
+            ..
+        } => {
+            let pairs = if tiny { pairs.min(2) } else { pairs };
+            Plan {
+                scenario: "dm",
+                rooms: pairs,
+                members: 2,
+                senders: 2,
+                pace: if rate > 0.0 {
+                    Pace::Rate(rate / (2 * pairs.max(1)) as f64)
+                } else {
+                    Pace::Window(window)
+                },
+                pad: 40,
+                duration_secs: secs(duration),
+            }
+        }
+        Scenario::Fanout {
+            listeners,
+            rate,
+            window,
+            duration,
+            ..
+        } => Plan {
+            scenario: "fanout",
+            rooms: 1,
+            members: 1 + if tiny { listeners.min(10) } else { listeners },
+            senders: 1,
+            pace: if rate > 0.0 {
+                Pace::Rate(if tiny { rate.min(50.0) } else { rate })
+            } else {
+                Pace::Window(window)
+            },
+            pad: 0,
+            duration_secs: secs(duration),
+        },
+        Scenario::Signal {
+            rooms,
+            rate,
+            duration,
+        } => Plan {
+            scenario: "signal",
+            rooms: if tiny { rooms.min(1) } else { rooms },
+            members: 2,
+            senders: 2,
+            pace: Pace::Rate(if tiny { rate.min(100.0) } else { rate }),
+            pad: 120,
+            duration_secs: secs(duration),
+        },
+        Scenario::Idle { .. } | Scenario::Login { .. } => return None,
+    })
 }

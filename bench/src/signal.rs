@@ -3,6 +3,7 @@
 //! the receiver's clock at arrival minus that time. Nothing is stored; nothing is acked.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -52,8 +53,38 @@ async fn expect(ws: &mut Ws, kind: &str) -> Result<Value> {
 
 pub async fn run(server: Server, args: Args) -> Result<Value> {
     let sources = client::sources(&args.sources)?;
-    let prefix = client::run_prefix();
     let rooms = args.rooms.max(1);
+    let peers = call_rooms(&server, &sources, rooms).await?;
+    let duration = Duration::from_secs_f64(args.duration_secs.max(0.1));
+    let started = Instant::now();
+    let end = started + duration;
+    let relayed = relay_signals(peers, args.rate, started, end, end).await?;
+    let [latency, _] = relayed.latency;
+    let (sent, errors) = (relayed.sent, relayed.errors);
+    let secs = duration.as_secs_f64();
+    Ok(json!({
+        "scenario": "signal",
+        "target": "pychat",
+        "rooms": rooms,
+        "peers": rooms * 2,
+        "rate_per_peer": args.rate,
+        "duration_secs": secs,
+        "sent": sent,
+        "relayed": latency.len(),
+        "relayed_per_sec": latency.len() as f64 / secs,
+        "latency": client::summary(&latency),
+        "errors": errors,
+    }))
+}
+
+/// `rooms` call rooms of two peers with their session started: each peer's socket and the
+/// other's peer id.
+pub async fn call_rooms(
+    server: &Server,
+    sources: &[Option<IpAddr>],
+    rooms: usize,
+) -> Result<Vec<(Ws, String)>> {
+    let prefix = client::run_prefix();
     let mut peers = Vec::with_capacity(rooms * 2);
     for r in 0..rooms {
         let creator_token = server.account(&format!("{prefix}-s{r}a")).await?;
@@ -82,50 +113,61 @@ pub async fn run(server: Server, args: Args) -> Result<Value> {
         expect(&mut b, "session_started").await?;
         let a_id = created["peer_id"].as_str().ok_or("no peer_id")?.to_string();
         let b_id = joined["peer_id"].as_str().ok_or("no peer_id")?.to_string();
-        peers.push((a, b_id.clone()));
+        peers.push((a, b_id));
         peers.push((b, a_id));
     }
+    Ok(peers)
+}
 
-    let duration = Duration::from_secs_f64(args.duration_secs.max(0.1));
-    let started = Instant::now();
-    let end = started + duration;
+/// What the peers of [`relay_signals`] saw.
+pub struct Relayed {
+    /// Latency of the signals sent before the split, then of those sent after it.
+    pub latency: [Histogram<u64>; 2],
+    pub sent: u64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Every peer sends `rate` signals per second to its room's other peer from `started` to `end`;
+/// latencies are split by send time at `split`.
+pub async fn relay_signals(
+    peers: Vec<(Ws, String)>,
+    rate: f64,
+    started: Instant,
+    split: Instant,
+    end: Instant,
+) -> Result<Relayed> {
     let mut tasks = Vec::new();
     for (ws, to) in peers {
-        tasks.push(tokio::spawn(peer(ws, to, args.rate, started, end)));
+        tasks.push(tokio::spawn(peer(ws, to, rate, started, split, end)));
     }
-    let mut latency = client::histogram();
-    let mut errors = BTreeMap::new();
-    let mut sent = 0;
+    let mut relayed = Relayed {
+        latency: [client::histogram(), client::histogram()],
+        sent: 0,
+        errors: BTreeMap::new(),
+    };
     for task in tasks {
-        let (h, s, e) = task.await??;
-        latency.add(&h)?;
-        sent += s;
-        for (code, n) in e {
-            *errors.entry(code).or_insert(0) += n;
+        let (latency, sent, errors) = task.await??;
+        for (total, part) in relayed.latency.iter_mut().zip(&latency) {
+            total.add(part)?;
+        }
+        relayed.sent += sent;
+        for (code, n) in errors {
+            *relayed.errors.entry(code).or_insert(0) += n;
         }
     }
-    let secs = duration.as_secs_f64();
-    Ok(json!({
-        "scenario": "signal",
-        "rooms": rooms,
-        "peers": rooms * 2,
-        "rate_per_peer": args.rate,
-        "duration_secs": secs,
-        "sent": sent,
-        "relayed": latency.len(),
-        "relayed_per_sec": latency.len() as f64 / secs,
-        "latency": client::summary(&latency),
-        "errors": errors,
-    }))
+    Ok(relayed)
 }
+
+type PeerOutcome = ([Histogram<u64>; 2], u64, BTreeMap<String, u64>);
 
 async fn peer(
     ws: Ws,
     to: String,
     rate: f64,
     started: Instant,
+    split: Instant,
     end: Instant,
-) -> Result<(Histogram<u64>, u64, BTreeMap<String, u64>)> {
+) -> Result<PeerOutcome> {
     let (mut sink, mut stream) = ws.split();
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
     let writer = tokio::spawn(async move {
@@ -154,7 +196,9 @@ async fn peer(
         }
         (sink, seq)
     });
-    let mut latency = client::histogram();
+    let mut latency = [client::histogram(), client::histogram()];
+    let split_nanos = client::now_nanos()
+        + u64::try_from(split.saturating_duration_since(Instant::now()).as_nanos()).unwrap_or(0);
     let mut errors = BTreeMap::new();
     let drain_end = end + Duration::from_millis(500);
     loop {
@@ -169,7 +213,8 @@ async fn peer(
         match incoming.kind.as_str() {
             "signal" => {
                 if let Some(t) = incoming.payload.and_then(|p| p.t) {
-                    latency.saturating_record(client::elapsed_micros(t));
+                    latency[usize::from(t >= split_nanos)]
+                        .saturating_record(client::elapsed_micros(t));
                 }
             }
             "error" => {
