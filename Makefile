@@ -1,5 +1,5 @@
 # The two commands of the README. Everything they need is installed by scripts/setup.sh.
-.PHONY: run test
+.PHONY: run test bench
 
 ## Build and run the server: SQLite under ./data, in-process fan-out, http://127.0.0.1:8080
 run:
@@ -10,3 +10,11 @@ run:
 ## Run every check and test (fmt, clippy, unit and integration tests on every configured backend)
 test:
 	scripts/test.sh
+
+## The benchmark comparison (pychat and the peers of bench/peers, every scenario, ~12 min):
+## writes bench/results/<date>.json and the tables of docs/benchmarks.md
+bench:
+	scripts/setup.sh test
+	bench/peers/install.sh
+	cargo build --release --locked -q -p pychat -p pychat-bench
+	python3 bench/run.py

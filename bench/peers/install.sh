@@ -20,8 +20,14 @@ command -v python3 >/dev/null || die "python3 not found"
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 20 ] || die "Node >= 20 needed, found $(node --version)"
 
-step "limit: cargo build --release -p pychat-limit-relay"
-(cd "$root" && cargo build --release --locked -q -p pychat-limit-relay)
+# PYCHAT_PEERS_PROFILE=debug (the smoke test) builds the limit relay the way the tests build.
+profile="${PYCHAT_PEERS_PROFILE:-release}"
+step "limit: cargo build --$profile -p pychat-limit-relay"
+if [ "$profile" = release ]; then
+  (cd "$root" && cargo build --release --locked -q -p pychat-limit-relay)
+else
+  (cd "$root" && cargo build --locked -q -p pychat-limit-relay)
+fi
 
 for dir in node-ws node-socketio; do
   stamp="$here/$dir/node_modules/.pychat-peers-installed"

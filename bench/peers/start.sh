@@ -25,8 +25,9 @@ missing() { die "$name is not installed: run bench/peers/install.sh"; }
 
 case "$name" in
   limit)
-    bin="$root/target/release/pychat-limit-relay"
-    case "${CARGO_TARGET_DIR:-}" in /*) bin="$CARGO_TARGET_DIR/release/pychat-limit-relay" ;; esac
+    profile="${PYCHAT_PEERS_PROFILE:-release}"
+    bin="$root/target/$profile/pychat-limit-relay"
+    case "${CARGO_TARGET_DIR:-}" in /*) bin="$CARGO_TARGET_DIR/$profile/pychat-limit-relay" ;; esac
     [ -x "$bin" ] || missing
     exec "$bin" --port "$port"
     ;;
