@@ -14,7 +14,7 @@ test:
 ## The benchmark comparison (pychat and the peers of bench/peers, every scenario, ~12 min):
 ## writes bench/results/<date>.json and the tables of docs/benchmarks.md
 bench:
-	scripts/setup.sh test
+	scripts/setup.sh bench
 	bench/peers/install.sh
 	cargo build --release --locked -q -p pychat -p pychat-bench
 	python3 bench/run.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system libraries the build links against, when they are missing (Debian/Ubuntu).
 # Idempotent and quiet when everything is already there. `scripts/setup.sh test` also installs
-# what the tests need (Chromium for the web app's end-to-end tests).
+# what the tests need (Chromium for the web app's end-to-end tests); `scripts/setup.sh bench` that
+# and `perf`, for the profiles of `make bench`.
 set -euo pipefail
 
 missing=()
@@ -13,8 +14,12 @@ fi
 # diesel's PostgreSQL driver links libpq.
 pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
 # The web app's end-to-end tests drive Debian's Chromium.
-if [ "${1:-}" = "test" ] && [ ! -x /usr/bin/chromium ]; then
+mode="${1:-}"
+if { [ "$mode" = test ] || [ "$mode" = bench ]; } && [ ! -x /usr/bin/chromium ]; then
   missing+=(chromium)
+fi
+if [ "$mode" = bench ] && ! command -v perf >/dev/null 2>&1; then
+  missing+=(linux-perf)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
