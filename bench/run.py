@@ -1,0 +1,620 @@
+#!/usr/bin/env python3
+"""The whole comparison (`make bench`): pychat and the four peers of bench/peers/, every
+scenario, one run on this machine. Writes bench/results/<date>.json, the perf profiles beside
+it, and the generated tables of docs/benchmarks.md (between the bench:results markers).
+
+    python3 bench/run.py            # everything (about 12 minutes)
+    python3 bench/run.py --only fanout,signal --no-docs
+
+Every server is started fresh for its run (a new database for PostgreSQL and MariaDB, a temp
+directory for SQLite, a private redis-server for clusters) and stopped after it.
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release"
+PEERS = ["limit", "node-ws", "node-socketio", "flask-socketio"]
+FRAMING = {"limit": "relay", "node-ws": "relay", "node-socketio": "socketio", "flask-socketio": "socketio"}
+TARGETS = ["pychat"] + PEERS
+SCENARIOS = ["idle", "dm", "fanout", "signal", "login", "cluster", "profile"]
+BACKENDS = ["sqlite", "postgres", "mysql"]
+# A benchmark server does not rate-limit its own load generator; bcrypt at its minimum cost
+# except in the login storm, which is about bcrypt.
+PYCHAT_ENV = {
+    "PYCHAT_BCRYPT_COST": "4",
+    "PYCHAT_WS_RATE_PER_SEC": "1000000",
+    "PYCHAT_WS_RATE_BURST": "1000000",
+    "PYCHAT_LOG": "warn",
+    "PYCHAT_JWT_SECRET": "bench-secret-shared-by-every-instance-of-a-cluster-0123456789",
+}
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def established(port):
+    """Established TCP connections whose local port is `port` (the server's side)."""
+    out = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+        capture_output=True, text=True, check=False,
+    ).stdout
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
+class Server:
+    """One server process (pychat or a peer) on a free port."""
+
+    def __init__(self, name, cmd, env, workdir):
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = pathlib.Path(workdir) / f"{name}-{self.port}.log"
+        full_env = dict(os.environ, **env)
+        full_env["PORT"] = str(self.port)
+        full_env["PYCHAT_BIND"] = f"127.0.0.1:{self.port}"
+        cmd = [part.replace("{port}", str(self.port)) for part in cmd]
+        self.command = " ".join(shlex.quote(c) for c in cmd)
+        self.proc = subprocess.Popen(
+            cmd, env=full_env, cwd=ROOT, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT
+        )
+        self.pid = self.proc.pid
+
+    def wait_ready(self, http_path=None, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if http_path:
+                    urllib.request.urlopen(self.url + http_path, timeout=1).read()
+                else:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready within {timeout} s")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = tempfile.mkdtemp(prefix="pychat-bench-")
+        self.runs = []
+
+    # ---- servers -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def redis(self):
+        port = free_port()
+        proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                with contextlib.suppress(OSError):
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait()
+
+    @contextlib.contextmanager
+    def database(self, backend):
+        name = f"bench_{os.getpid()}_{int(time.time() * 1000)}"
+        if backend == "sqlite":
+            yield None
+            return
+        if backend == "postgres":
+            subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", f"create database {name}"], check=True)
+            url = f"postgres://postgres@127.0.0.1:5432/{name}?gssencmode=disable"
+            drop = ["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", f"drop database if exists {name} with (force)"]
+        else:
+            subprocess.run(["mysql", "-h127.0.0.1", "-uroot", "-e", f"create database {name}"], check=True)
+            url = f"mysql://root@127.0.0.1:3306/{name}"
+            drop = ["mysql", "-h127.0.0.1", "-uroot", "-e", f"drop database if exists {name}"]
+        try:
+            yield url
+        finally:
+            subprocess.run(drop, check=False, capture_output=True)
+
+    @contextlib.contextmanager
+    def pychat(self, backend="sqlite", instances=1, env=None):
+        """`instances` pychat processes on one database (with a private Redis when > 1)."""
+        servers = []
+        with contextlib.ExitStack() as stack:
+            db = stack.enter_context(self.database(backend))
+            redis = stack.enter_context(self.redis()) if instances > 1 else None
+            data = tempfile.mkdtemp(dir=self.work)
+            base = dict(PYCHAT_ENV, PYCHAT_DATA_DIR=data, **(env or {}))
+            if db:
+                base["PYCHAT_DATABASE_URL"] = db
+            if redis:
+                base["PYCHAT_REDIS_URL"] = redis
+                if backend == "sqlite":
+                    base["PYCHAT_SINGLE_MACHINE"] = "true"
+            try:
+                for i in range(instances):
+                    server = Server(f"pychat{i}", [str(BIN / "pychat"), "serve"], base, self.work)
+                    servers.append(server)
+                    # The first applies the migrations; the others start after it.
+                    server.wait_ready("/readyz")
+                yield servers
+            finally:
+                for server in servers:
+                    server.stop()
+
+    @contextlib.contextmanager
+    def peer(self, name, instances=1):
+        servers = []
+        with contextlib.ExitStack() as stack:
+            env = {}
+            if instances > 1:
+                env["REDIS_URL"] = stack.enter_context(self.redis())
+            try:
+                for i in range(instances):
+                    server = Server(f"{name}{i}", ["bench/peers/start.sh", name, "{port}"], env, self.work)
+                    servers.append(server)
+                    server.wait_ready()
+                yield servers
+            finally:
+                for server in servers:
+                    server.stop()
+
+    @contextlib.contextmanager
+    def target(self, target, instances=1, backend="sqlite", env=None):
+        if target == "pychat":
+            with self.pychat(backend, instances, env) as servers:
+                yield servers
+        else:
+            with self.peer(target, instances) as servers:
+                yield servers
+
+    # ---- the generator -------------------------------------------------------------------
+
+    def generator(self, target, servers, scenario, *args):
+        cmd = [str(BIN / "pychat-bench"), "--server", servers[0].url]
+        if target != "pychat":
+            cmd += ["--target", FRAMING[target]]
+        if len(servers) > 1:
+            cmd += ["--cluster", servers[1].url]
+        return cmd + [scenario, *map(str, args)]
+
+    def run(self, label, target, servers, scenario, *args, setup="", record=True, timeout=300):
+        cmd = self.generator(target, servers, scenario, *args)
+        log(f"{label}: {target} {scenario} {' '.join(map(str, args))}")
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        if out.returncode != 0:
+            report = {"failed": out.stderr.strip()[-500:]}
+            log(f"  FAILED: {report['failed']}")
+        else:
+            report = json.loads(out.stdout.strip().splitlines()[-1])
+        entry = {"label": label, "target": target, "scenario": scenario, "setup": setup,
+                 "command": " ".join(shlex.quote(c) for c in cmd), "report": report}
+        if record:
+            self.runs.append(entry)
+        return entry
+
+    def spawn(self, target, servers, scenario, *args):
+        cmd = self.generator(target, servers, scenario, *args)
+        return cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    # ---- scenarios -----------------------------------------------------------------------
+
+    def idle(self):
+        for target in TARGETS:
+            sizes = [10_000, 19_500] if target == "pychat" else [10_000]
+            for n in sizes:
+                with self.target(target) as servers:
+                    self.idle_run(f"idle {n}", target, servers, n)
+        with self.pychat("postgres", instances=6) as servers:
+            self.idle_run("idle 100k cluster", "pychat", servers, 100_000)
+
+    def idle_run(self, label, target, servers, total):
+        """`total` idle connections spread evenly over `servers`, by generator processes of at
+        most 9,750 connections each (20,000 open files per process); server memory is read by
+        this script once every connection is established."""
+        per_process = 9750
+        processes = -(-total // per_process)
+        baseline = {s.pid: rss_kib(s.pid) for s in servers}
+        procs, commands = [], []
+        source = 2
+        for p in range(processes):
+            server = servers[p % len(servers)]
+            n = total // processes + (1 if p < total % processes else 0)
+            sources = ",".join(f"127.0.0.{source + i}" for i in range(2))
+            source += 2
+            cmd, proc = self.spawn(target, [server], "idle", "--connections", n, "--users", 50,
+                                   "--hold", 15, "--sources", sources)
+            procs.append(proc)
+            commands.append(" ".join(shlex.quote(c) for c in cmd))
+        deadline = time.time() + 240
+        counts = {}
+        while time.time() < deadline:
+            counts = {s.port: established(s.port) for s in servers}
+            if sum(counts.values()) >= total or any(p.poll() is not None for p in procs):
+                break
+            time.sleep(0.5)
+        time.sleep(3)  # let allocations settle
+        counts = {s.port: established(s.port) for s in servers}
+        after = {s.pid: rss_kib(s.pid) for s in servers}
+        reports = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            reports.append(json.loads(out.strip().splitlines()[-1]) if proc.returncode == 0 else {"failed": err[-500:]})
+        held = sum(counts.values())
+        growth = sum(after[s.pid] - baseline[s.pid] for s in servers if after[s.pid] and baseline[s.pid])
+        report = {
+            "scenario": "idle", "target": target, "instances": len(servers), "requested": total,
+            "established_at_sample": held,
+            "server_rss_growth_kib": growth,
+            "server_kib_per_connection": growth / held if held else None,
+            "failed_connections": sum(r.get("failed", 0) for r in reports if isinstance(r.get("failed", 0), int)),
+            "failed_generators": sum(1 for r in reports if isinstance(r.get("failed"), str)),
+            "generators": reports,
+        }
+        log(f"  {label} {target}: {held} established, {report['server_kib_per_connection']} KiB/conn")
+        self.runs.append({"label": label, "target": target, "scenario": "idle",
+                          "setup": f"{len(servers)} instance(s)", "command": " & ".join(commands), "report": report})
+
+    def dm(self):
+        for backend in BACKENDS:
+            self.store_ceiling(backend)
+            with self.pychat(backend) as servers:
+                sat = self.run(f"dm saturation {backend}", "pychat", servers, "dm", "--pairs", 10, "--rate", 0,
+                               "--duration", 10, setup=backend)["report"]
+            rate = sat.get("acked_per_sec") or 0
+            for share in (25, 50, 90):
+                if not rate:
+                    break
+                with self.pychat(backend) as servers:
+                    self.run(f"dm {share}% {backend}", "pychat", servers, "dm", "--pairs", 10, "--rate",
+                             round(rate * share / 100), "--duration", 8, setup=backend)
+        for target in PEERS:
+            with self.target(target) as servers:
+                self.run("dm saturation relay", target, servers, "dm", "--pairs", 10, "--rate", 0, "--duration", 10)
+
+    def store_ceiling(self, backend):
+        if subprocess.run([str(BIN / "pychat-bench"), "store", "--help"], capture_output=True).returncode != 0:
+            return
+        for writers, batch in ((1, 100), (1, 1000), (8, 100), (8, 256)):
+            with self.database(backend) as url:
+                url = url or f"sqlite://{tempfile.mkdtemp(dir=self.work)}/store.db"
+                cmd = [str(BIN / "pychat-bench"), "store", "--database-url", url, "--writers", str(writers),
+                       "--batch", str(batch), "--duration", "5"]
+                log(f"store ceiling {backend}: {writers} writers x {batch}")
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+                report = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
+                          else {"failed": out.stderr[-500:]})
+                self.runs.append({"label": f"store {backend}", "target": "diesel", "scenario": "store",
+                                  "setup": backend, "command": " ".join(cmd), "report": report})
+
+    def fanout(self):
+        for k in (10, 100, 1000):
+            for target in TARGETS:
+                with self.target(target) as servers:
+                    self.run(f"fanout k={k}", target, servers, "fanout", "--listeners", k, "--rate", 0,
+                             "--window", 16, "--duration", 5, "--sources", "127.0.0.2,127.0.0.3")
+
+    def signal(self):
+        for target in TARGETS:
+            with self.target(target) as servers:
+                self.run("signal calm", target, servers, "signal", "--rooms", 1, "--rate", 200, "--duration", 5)
+            with self.target(target) as servers:
+                cmd, background = self.spawn(target, servers, "dm", "--pairs", 10, "--rate", 0, "--duration", 12)
+                time.sleep(1.5)
+                entry = self.run("signal under dm load", target, servers, "signal", "--rooms", 1, "--rate", 200,
+                                 "--duration", 10)
+                out, _ = background.communicate(timeout=120)
+                with contextlib.suppress(ValueError, IndexError):
+                    entry["report"]["background"] = json.loads(out.strip().splitlines()[-1])
+                entry["setup"] = "background: " + " ".join(shlex.quote(c) for c in cmd)
+
+    def login(self):
+        # The server's real bcrypt cost (12), not the benchmark's 4: the storm is about bcrypt.
+        with self.pychat(env={"PYCHAT_BCRYPT_COST": "12"}) as servers:
+            self.run("login storm", "pychat", servers, "login", "--rooms", 4, "--rate", 100, "--phase", 5,
+                     "--concurrency", 8, "--accounts", 16, setup="bcrypt cost 12", timeout=600)
+
+    def cluster(self):
+        for target in ("pychat", "node-socketio", "flask-socketio"):
+            with self.target(target, instances=2, backend="postgres") as servers:
+                self.run("cluster dm", target, servers, "dm", "--pairs", 10, "--rate", 0, "--duration", 10,
+                         setup="2 instances + Redis")
+            with self.target(target, instances=2, backend="postgres") as servers:
+                self.run("cluster fanout k=100", target, servers, "fanout", "--listeners", 100, "--rate", 0,
+                         "--window", 16, "--duration", 5, setup="2 instances + Redis")
+
+    def profile(self):
+        """System-wide perf profiles while pychat runs dm (PostgreSQL) and fan-out (k=100): which
+        process gets the two cores, and pychat's hottest functions."""
+        if subprocess.run(["perf", "--version"], capture_output=True).returncode != 0:
+            log("perf missing: no profiles")
+            return
+        for name, backend, args in (
+            ("dm", "postgres", ["dm", "--pairs", 10, "--rate", 0, "--duration", 8]),
+            ("fanout", "sqlite", ["fanout", "--listeners", 100, "--rate", 0, "--window", 16, "--duration", 8]),
+        ):
+            with self.pychat(backend) as servers:
+                cmd, gen = self.spawn("pychat", servers, *args)
+                time.sleep(2)
+                data = pathlib.Path(self.work) / f"perf-{name}.data"
+                subprocess.run(["perf", "record", "-a", "-F", "499", "-o", str(data), "--", "sleep", "5"],
+                               capture_output=True, check=False)
+                gen.communicate(timeout=120)
+                by_process = subprocess.run(
+                    ["perf", "report", "-i", str(data), "--stdio", "--sort", "comm", "--percent-limit", "0.5"],
+                    capture_output=True, text=True, check=False).stdout
+                by_library = subprocess.run(
+                    ["perf", "report", "-i", str(data), "--stdio", "--pid", str(servers[0].pid),
+                     "--sort", "dso", "--percentage", "relative", "--percent-limit", "1"],
+                    capture_output=True, text=True, check=False).stdout
+                hottest = subprocess.run(
+                    ["perf", "report", "-i", str(data), "--stdio", "--pid", str(servers[0].pid),
+                     "--sort", "dso,sym", "--percentage", "relative", "--percent-limit", "0.7"],
+                    capture_output=True, text=True, check=False).stdout
+                path = self.results_dir() / f"{self.date()}-perf-{name}.txt"
+                path.write_text(
+                    f"# {name}: pychat ({backend}) under `{' '.join(map(str, args))}`\n"
+                    f"# perf record -a -F 499 -- sleep 5 (5 s in the middle of the run)\n\n"
+                    f"## CPU by thread name, whole machine (pychat: actix-rt|system = its workers, "
+                    f"pychat-writer* = message writers, pychat-bcrypt*; the generator: tokio-rt-worker; "
+                    f"swapper = idle)\n{strip_comments(by_process)}\n"
+                    f"## pychat's own CPU by library (pid {servers[0].pid}, share of pychat)\n"
+                    f"{strip_comments(by_library)}\n"
+                    f"## pychat's hottest functions (share of pychat)\n{strip_comments(hottest)}\n")
+                self.runs.append({"label": f"profile {name}", "target": "pychat", "scenario": "profile",
+                                  "setup": backend, "command": " ".join(shlex.quote(str(c)) for c in cmd),
+                                  "report": {"file": str(path.relative_to(ROOT))}})
+
+    # ---- output --------------------------------------------------------------------------
+
+    def date(self):
+        return datetime.date.today().isoformat()
+
+    def results_dir(self):
+        path = ROOT / "bench" / "results"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def machine(self):
+        mem_kib = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+        def version(cmd):
+            with contextlib.suppress(OSError):
+                out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                return (out.stdout or out.stderr).strip().splitlines()[0]
+            return None
+        def short(text, pattern):
+            found = re.search(pattern, text or "")
+            return found.group(1) if found else text
+
+        return {
+            "cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kib / 1024 / 1024, 1),
+            "kernel": platform.release(), "open_files": subprocess.run(["sh", "-c", "ulimit -n"], capture_output=True, text=True).stdout.strip(),
+            "postgres": "PostgreSQL " + short(version(["psql", "--version"]), r"(\d+\.\d+)"),
+            "mariadb": "MariaDB " + short(version(["mysql", "--version"]), r"Distrib ([\d.]+)"),
+            "redis": "Redis " + short(version(["redis-server", "--version"]), r"v=([\d.]+)"),
+            "node": version(["node", "--version"]),
+            "python": version(["python3", "--version"]),
+            "pychat_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+        }
+
+    def write(self, started):
+        result = {
+            "date": self.date(), "duration_secs": round(time.time() - started),
+            "command": "make bench", "machine": self.machine(), "runs": self.runs,
+        }
+        path = self.results_dir() / f"{self.date()}.json"
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        log(f"wrote {path.relative_to(ROOT)}")
+        if not self.args.no_docs:
+            render_docs(result, path.relative_to(ROOT))
+
+
+def strip_comments(text):
+    return "\n".join(l for l in text.splitlines() if l.strip() and not l.startswith("#")) + "\n"
+
+
+# ---- the tables of docs/benchmarks.md ------------------------------------------------------
+
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+
+def fmt(value, digits=0):
+    if value is None:
+        return "–"
+    if isinstance(value, (int, float)):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def render_docs(result, json_path):
+    runs = result["runs"]
+
+    def find(label, target=None):
+        return [r for r in runs if r["label"] == label and (target is None or r["target"] == target)]
+
+    def one(label, target):
+        found = find(label, target)
+        return found[0]["report"] if found else {}
+
+    def ratio(a, b):
+        return f"{a / b:.2f}×" if a and b else "–"
+
+    lines = [BEGIN, "", f"Generated by `make bench` on {result['date']} in {result['duration_secs'] // 60} min "
+             f"(raw numbers, every command: [`{json_path}`](../{json_path})).", ""]
+    m = result["machine"]
+    lines += ["| machine | |", "| --- | --- |",
+              f"| cores | {m['cores']} ({m['cpu']}) |", f"| memory | {m['memory_gib']} GiB |",
+              f"| kernel | {m['kernel']} |", f"| open files per process | {m['open_files']} |",
+              f"| services | {m['postgres']}; {m['mariadb']}; {m['redis']} |",
+              f"| runtimes | Node {m['node']}; {m['python']} |", f"| pychat | {m['pychat_commit']} |", ""]
+
+    lines += ["### Idle connections: server RSS per connection", "",
+              "| server | connections held | instances | KiB / connection | target |", "| --- | --- | --- | --- | --- |"]
+    for r in [r for r in runs if r["scenario"] == "idle"]:
+        rep = r["report"]
+        target = "≤ 12 KiB" if r["target"] == "pychat" and "cluster" not in r["label"] else ("100k held" if "cluster" in r["label"] else "")
+        lines.append(f"| {r['target']} | {fmt(rep.get('established_at_sample'))} of {fmt(rep.get('requested'))} | "
+                     f"{rep.get('instances')} | {fmt(rep.get('server_kib_per_connection'), 1)} | {target} |")
+    lines.append("")
+
+    lines += ["### Direct messages: stored and acked (pychat) vs. relayed (peers)", "",
+              "| server | backend | acked (or relayed) msgs/s | store-only ceiling | ratio | delivery p50 / p99 / p99.9 ms |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for backend in BACKENDS:
+        rep = one(f"dm saturation {backend}", "pychat")
+        stores = [s["report"].get("rows_per_sec") for s in find(f"store {backend}") if "rows_per_sec" in s["report"]]
+        ceiling = max(stores) if stores else None
+        lat = rep.get("delivery_latency", {})
+        lines.append(f"| pychat | {backend} | {fmt(rep.get('acked_per_sec'))} | {fmt(ceiling)} | "
+                     f"{ratio(rep.get('acked_per_sec'), ceiling)} (target ≥ 0.70) | "
+                     f"{fmt(lat.get('p50_ms'), 1)} / {fmt(lat.get('p99_ms'), 1)} / {fmt(lat.get('p999_ms'), 1)} |")
+    for target in PEERS:
+        rep = one("dm saturation relay", target)
+        lat = rep.get("latency", {})
+        lines.append(f"| {target} | none (relay) | {fmt(rep.get('delivered_per_sec'))} | | | "
+                     f"{fmt(lat.get('p50_ms'), 1)} / {fmt(lat.get('p99_ms'), 1)} / {fmt(lat.get('p999_ms'), 1)} |")
+    lines += ["", "pychat at fixed offered loads (share of its own saturation rate above; target p99 < 25 ms at 50%):", "",
+              "| backend | offered msgs/s | acked msgs/s | delivery p50 / p99 / p99.9 ms |", "| --- | --- | --- | --- |"]
+    for backend in BACKENDS:
+        for share in (25, 50, 90):
+            for r in find(f"dm {share}% {backend}", "pychat"):
+                rep = r["report"]
+                lat = rep.get("delivery_latency", {})
+                lines.append(f"| {backend} ({share}%) | {fmt(rep.get('offered_rate'))} | {fmt(rep.get('acked_per_sec'))} | "
+                             f"{fmt(lat.get('p50_ms'), 1)} / {fmt(lat.get('p99_ms'), 1)} / {fmt(lat.get('p999_ms'), 1)} |")
+    lines.append("")
+
+    lines += ["### Fan-out: one sender, k listeners, nothing stored (at saturation)", "",
+              "| k | server | deliveries/s | ratio pychat / server | p50 / p99 ms | delivered / expected |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for k in (10, 100, 1000):
+        base = one(f"fanout k={k}", "pychat").get("delivered_per_sec")
+        for target in TARGETS:
+            rep = one(f"fanout k={k}", target)
+            if not rep:
+                continue
+            lat = rep.get("latency", {})
+            lines.append(f"| {k} | {target} | {fmt(rep.get('delivered_per_sec'))} | "
+                         f"{'' if target == 'pychat' else ratio(base, rep.get('delivered_per_sec'))} | "
+                         f"{fmt(lat.get('p50_ms'), 2)} / {fmt(lat.get('p99_ms'), 2)} | "
+                         f"{fmt(rep.get('delivered'))} / {fmt(rep.get('expected_deliveries'))} |")
+    lines += ["", "Targets: pychat ≥ 0.70 × limit, ≥ 5 × node-socketio, ≥ 20 × flask-socketio.", ""]
+
+    lines += ["### Signal relay latency (2 peers × 200/s)", "",
+              "| server | calm p50 / p99 ms | under dm load p50 / p99 / p99.9 ms | background delivered/s |",
+              "| --- | --- | --- | --- |"]
+    for target in TARGETS:
+        calm = one("signal calm", target).get("latency", {})
+        loaded = one("signal under dm load", target)
+        lat = loaded.get("latency", {})
+        bg = loaded.get("background", {})
+        lines.append(f"| {target} | {fmt(calm.get('p50_ms'), 2)} / {fmt(calm.get('p99_ms'), 2)} | "
+                     f"{fmt(lat.get('p50_ms'), 2)} / {fmt(lat.get('p99_ms'), 2)} / {fmt(lat.get('p999_ms'), 2)} | "
+                     f"{fmt(bg.get('delivered_per_sec'))} |")
+    lines += ["", "Target: pychat p99 < 5 ms under background load.", ""]
+
+    rep = one("login storm", "pychat")
+    if rep:
+        calm, storm = rep.get("calm_latency", {}), rep.get("storm_latency", {})
+        lines += ["### Login storm (pychat, bcrypt cost 12)", "",
+                  "| logins/s | login p50 / p99 ms | signal p99 calm → storm ms | storm / calm | target |",
+                  "| --- | --- | --- | --- | --- |",
+                  f"| {fmt(rep.get('logins_per_sec'), 1)} | {fmt(rep.get('login_latency', {}).get('p50_ms'))} / "
+                  f"{fmt(rep.get('login_latency', {}).get('p99_ms'))} | {fmt(calm.get('p99_ms'), 2)} → {fmt(storm.get('p99_ms'), 2)} | "
+                  f"{fmt(rep.get('storm_p99_over_calm'), 2)}× | < 2× |", ""]
+
+    lines += ["### Cluster: two instances through Redis", "",
+              "| server | scenario | delivered/s | delivered / sent × receivers | p50 / p99 ms | target |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in [r for r in runs if r["label"].startswith("cluster")]:
+        rep = r["report"]
+        lat = rep.get("delivery_latency") or rep.get("latency") or {}
+        expected = rep.get("expected_deliveries", rep.get("sent"))
+        lines.append(f"| {r['target']} | {r['label'][8:]} | {fmt(rep.get('delivered_per_sec'))} | "
+                     f"{fmt(rep.get('delivered'))} / {fmt(expected)} | "
+                     f"{fmt(lat.get('p50_ms'), 1)} / {fmt(lat.get('p99_ms'), 1)} | "
+                     f"{'≥ 100k deliveries/s' if r['target'] == 'pychat' else ''} |")
+    lines.append("")
+    profiles = [r["report"]["file"] for r in runs if r["scenario"] == "profile"]
+    if profiles:
+        lines += ["Profiles: " + ", ".join(f"[`{p}`](../{p})" for p in profiles), ""]
+    failed = [f"{r['label']} ({r['target']})" for r in runs
+              if isinstance(r["report"].get("failed"), str) or r["report"].get("failed_generators")]
+    if failed:
+        lines += ["Runs that failed: " + ", ".join(failed), ""]
+    lines.append(END)
+
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END):]
+    else:
+        text += "\n## Latest run\n\n" + "\n".join(lines) + "\n"
+    doc.write_text(text)
+    log("updated docs/benchmarks.md")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated: " + ",".join(SCENARIOS))
+    parser.add_argument("--no-docs", action="store_true", help="write the JSON only")
+    args = parser.parse_args()
+    bench = Bench(args)
+    started = time.time()
+    try:
+        for scenario in args.only.split(","):
+            getattr(bench, scenario.strip())()
+    finally:
+        bench.write(started)
+
+
+if __name__ == "__main__":
+    main()
