@@ -3,10 +3,11 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use actix_web::dev::Service;
-use actix_web::dev::{Server, ServerHandle};
+use actix_http::HttpService;
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
+use actix_web::dev::{AppConfig, Server, ServerHandle, Service};
 use actix_web::middleware::{ErrorHandlers, Logger};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 
 use crate::accounts::Accounts;
 use crate::auth::{PasswordHasher, TokenIssuer};
@@ -176,7 +177,7 @@ impl Application {
         })?;
         let addr = listener.local_addr()?;
         let web_dir = settings.web_dir.clone();
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             let mut app = App::new()
                 .app_data(state.clone())
                 .wrap(ErrorHandlers::new().default_handler(crate::routes::json_error_body))
@@ -197,9 +198,34 @@ impl Application {
             if let Some(dir) = &web_dir {
                 app = app.service(crate::spa::service(dir));
             }
-            app
-        })
-        .listen(listener)?;
+            // As actix-web's HttpServer serves an App. Its default config only differs in the
+            // host name, which matters for absolute URLs this application never generates.
+            map_config(
+                app.into_factory()
+                    .map_err(|err: actix_web::Error| err.error_response()),
+                |()| AppConfig::default(),
+            )
+        };
+
+        // What actix-web's HttpServer assembles, plus the upgrade service: requests that ask for
+        // an upgrade reach `ws::upgrade` together with their connection.
+        let mut server = actix_server::Server::build();
+        let shutdown = server.graceful_shutdown_signal();
+        server = server.listen("pychat", listener, move || {
+            let shutdown = shutdown.clone();
+            HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                // HttpServer's defaults (the builder's own disconnect timeout is zero).
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(addr)
+                .upgrade(crate::ws::upgrade::service(app()))
+                .finish(app())
+                .tcp()
+        })?;
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }

@@ -1,25 +1,38 @@
 //! One connection's loop: it selects over frames from the client, deliveries from the hub, the
 //! replies of its own pending work, and the heartbeat. Every way out of the loop runs the same
 //! cleanup, because the registration is a guard dropped at the end.
+//!
+//! The loop's own future is what an idle connection costs, so whatever it awaits only now and
+//! then (the greeting and replay, handling a client frame, the closing handshake) is boxed: its
+//! state exists while it runs instead of widening every connection's future.
 
 use std::time::{Duration, Instant};
 
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::calls::Calls;
 use crate::calls::rooms::Caller;
 use crate::chat::{Chat, Identity, PresenceStatus, Replay};
 use crate::error::{AppError, ErrorCode};
 
-use super::hub::{ConnId, Outbound};
+use super::hub::{ConnId, Delivery, Outbound};
 use super::protocol::{
     ClientFrame, HelloUser, PROTOCOL_VERSION, ServerFrame, frame_id, parse_client_frame,
 };
-use super::{MAX_FRAME_BYTES, WsLimits};
+use super::{FrameText, WsLimits};
+
+/// The client's socket once the handshake is done (see `upgrade.rs`).
+pub type Socket = WebSocketStream<TcpStream>;
 
 /// Frames whose work (a store, a read) may be outstanding at once; beyond it the loop stops
 /// reading the socket until some finish (backpressure instead of unbounded memory).
@@ -28,6 +41,9 @@ const MAX_IN_FLIGHT: usize = 256;
 const MAX_STRIKES: u32 = 50;
 /// One "typing" per target per this interval is relayed.
 const TYPING_THROTTLE: Duration = Duration::from_secs(2);
+/// How long the closing handshake may take: sending the close frame, then waiting for the client
+/// to close its side (the same second actix-http gives an HTTP connection to disconnect).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct SessionContext {
     pub identity: Identity,
@@ -48,7 +64,7 @@ struct Registration {
 }
 
 impl Registration {
-    fn new(chat: &Chat, calls: &Calls, identity: &Identity, tx: mpsc::Sender<Outbound>) -> Self {
+    fn new(chat: &Chat, calls: &Calls, identity: &Identity, tx: mpsc::Sender<Delivery>) -> Self {
         let (conn_id, first) = chat.bus().hub().register(identity.user_id, tx);
         if first {
             announce(chat.clone(), identity.clone(), PresenceStatus::Online);
@@ -128,10 +144,10 @@ fn error_frame(id: Option<String>, err: &AppError) -> ServerFrame {
     ServerFrame::error(id, err.code(), err.message())
 }
 
-fn close(code: CloseCode, description: &str) -> Option<CloseReason> {
-    Some(CloseReason {
+fn close(code: CloseCode, reason: &'static str) -> Option<CloseFrame> {
+    Some(CloseFrame {
         code,
-        description: Some(description.to_string()),
+        reason: FrameText::from_static(reason),
     })
 }
 
@@ -140,7 +156,7 @@ type Pending = FuturesUnordered<LocalBoxFuture<'static, Option<ServerFrame>>>;
 struct Connection {
     ctx: SessionContext,
     conn_id: ConnId,
-    socket: actix_ws::Session,
+    socket: Socket,
     pending: Pending,
     bucket: TokenBucket,
     strikes: u32,
@@ -148,16 +164,12 @@ struct Connection {
 }
 
 /// Runs the connection to its end.
-pub async fn run(ctx: SessionContext, socket: actix_ws::Session, stream: actix_ws::MessageStream) {
-    let mut stream = stream
-        .max_frame_size(MAX_FRAME_BYTES)
-        .aggregate_continuations()
-        .max_continuation_size(MAX_FRAME_BYTES);
+pub async fn run(ctx: SessionContext, socket: Socket) {
     let (tx, mut rx) = mpsc::channel(ctx.limits.outbound_queue);
     let registration = Registration::new(&ctx.chat, &ctx.calls, &ctx.identity, tx);
     // Subscribed before anything is served: nothing published from now on can miss this socket.
     if let Some(redis) = ctx.chat.bus().redis() {
-        redis.subscribe_user(ctx.identity.user_id).await;
+        Box::pin(redis.subscribe_user(ctx.identity.user_id)).await;
     }
     let mut conn = Connection {
         conn_id: registration.conn_id,
@@ -168,9 +180,28 @@ pub async fn run(ctx: SessionContext, socket: actix_ws::Session, stream: actix_w
         strikes: 0,
         last_typing: None,
     };
-    let reason = conn.serve(&mut stream, &mut rx).await;
+    let reason = conn.serve(&mut rx).await;
     drop(registration);
-    let _ = conn.socket.close(reason).await;
+    Box::pin(finish(conn.socket, reason)).await;
+}
+
+/// Ends the connection: sends the close frame (or the reply to the client's, which tungstenite
+/// has queued), shuts down the sending side, and reads and drops whatever the client still sends
+/// until it closes too. Closing a socket that holds unread bytes (the rest of an oversized frame,
+/// say) resets the connection, and the client would then lose the close frame.
+async fn finish(mut socket: Socket, reason: Option<CloseFrame>) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async move {
+        if socket.close(reason).await.is_err() {
+            return;
+        }
+        let tcp = socket.get_mut();
+        if tcp.shutdown().await.is_err() {
+            return;
+        }
+        let mut discard = [0u8; 512];
+        while let Ok(1..) = tcp.read(&mut discard).await {}
+    })
+    .await;
 }
 
 /// Raised when the socket is gone: nothing more can be sent.
@@ -182,7 +213,14 @@ impl Connection {
     }
 
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), Gone> {
-        self.socket.text(frame.to_text()).await.map_err(|_| Gone)
+        self.send_text(frame.to_text()).await
+    }
+
+    async fn send_text(&mut self, text: FrameText) -> Result<(), Gone> {
+        self.socket
+            .send(Message::Text(text))
+            .await
+            .map_err(|_| Gone)
     }
 
     /// Sends the reply to a frame: the frame itself, or an error carrying the frame's `id`.
@@ -209,11 +247,8 @@ impl Connection {
         }
     }
 
-    async fn serve(
-        &mut self,
-        stream: &mut actix_ws::AggregatedMessageStream,
-        rx: &mut mpsc::Receiver<Outbound>,
-    ) -> Option<CloseReason> {
+    /// Says hello and replays what the client missed; returns the newest message id it now has.
+    async fn greet(&mut self) -> Result<i64, Gone> {
         let hello = ServerFrame::Hello {
             user: HelloUser {
                 id: self.ctx.identity.user_id,
@@ -225,12 +260,13 @@ impl Connection {
                 .unwrap_or(u64::MAX),
             protocol_version: PROTOCOL_VERSION,
         };
-        if self.send(&hello).await.is_err() {
+        self.send(&hello).await?;
+        self.replay().await
+    }
+
+    async fn serve(&mut self, rx: &mut mpsc::Receiver<Delivery>) -> Option<CloseFrame> {
+        let Ok(replayed_up_to) = Box::pin(self.greet()).await else {
             return None;
-        }
-        let replayed_up_to = match self.replay().await {
-            Ok(up_to) => up_to,
-            Err(Gone) => return None,
         };
 
         let mut heartbeat = tokio::time::interval_at(
@@ -241,35 +277,42 @@ impl Connection {
         loop {
             let step = tokio::select! {
                 biased;
-                out = rx.recv() => match out {
-                    Some(Outbound::Message { id, text }) if id > replayed_up_to => {
-                        self.socket.text(text).await.map_err(|_| Gone)
+                out = rx.recv() => match out.as_deref() {
+                    Some(Outbound::Message { id, text }) if *id > replayed_up_to => {
+                        self.send_text(text.clone()).await
                     }
                     Some(Outbound::Message { .. }) => Ok(()),
-                    Some(Outbound::Frame(text)) => self.socket.text(text).await.map_err(|_| Gone),
+                    Some(Outbound::Frame(text)) => self.send_text(text.clone()).await,
                     None => return close(CloseCode::Policy, "not reading fast enough"),
                 },
                 Some(reply) = self.pending.next(), if !self.pending.is_empty() => match reply {
                     Some(frame) => self.send(&frame).await,
                     None => Ok(()),
                 },
-                message = stream.recv(), if self.pending.len() < MAX_IN_FLIGHT => {
+                message = self.socket.next(), if self.pending.len() < MAX_IN_FLIGHT => {
                     last_heard = Instant::now();
                     match message {
                         None => return None,
-                        Some(Ok(AggregatedMessage::Text(text))) => match self.on_text(&text).await {
+                        Some(Ok(Message::Text(text))) => match Box::pin(self.on_text(&text)).await {
                             Ok(Some(reason)) => return Some(reason),
                             Ok(None) => Ok(()),
                             Err(gone) => Err(gone),
                         },
-                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                        Some(Ok(Message::Binary(_))) => {
                             self.send(&ServerFrame::error(None, ErrorCode::InvalidFrame, "binary frames are not supported; send JSON text")).await
                         }
-                        Some(Ok(AggregatedMessage::Ping(bytes))) => self.socket.pong(&bytes).await.map_err(|_| Gone),
-                        Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
-                        Some(Ok(AggregatedMessage::Close(reason))) => return reason,
-                        Some(Err(ProtocolError::Overflow | ProtocolError::Io(_))) => {
+                        // tungstenite answers pings itself, on the next read or write.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
+                        // tungstenite has queued the reply to the client's close; `finish` sends it.
+                        Some(Ok(Message::Close(_))) => return None,
+                        Some(Err(WsError::Capacity(_))) => {
                             return close(CloseCode::Size, "frame larger than 64 KiB");
+                        }
+                        Some(Err(WsError::Utf8(_))) => {
+                            return close(CloseCode::Invalid, "text frame is not UTF-8");
+                        }
+                        Some(Err(WsError::Io(_) | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                            return None;
                         }
                         Some(Err(err)) => {
                             tracing::debug!(error = %err, "websocket protocol error");
@@ -281,7 +324,7 @@ impl Connection {
                     if last_heard.elapsed() > self.ctx.limits.client_timeout {
                         return close(CloseCode::Away, "heartbeat timeout");
                     }
-                    self.socket.ping(b"").await.map_err(|_| Gone)
+                    self.socket.send(Message::Ping(Default::default())).await.map_err(|_| Gone)
                 }
             };
             if step.is_err() {
@@ -323,7 +366,7 @@ impl Connection {
     }
 
     /// Handles one text frame; `Some` closes the connection with that reason.
-    async fn on_text(&mut self, text: &str) -> Result<Option<CloseReason>, Gone> {
+    async fn on_text(&mut self, text: &str) -> Result<Option<CloseFrame>, Gone> {
         if !self.bucket.take() {
             self.strikes += 1;
             if self.strikes >= MAX_STRIKES {
