@@ -1,6 +1,7 @@
 //! Builds the application: state, middleware, routes, and the bound HTTP server.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::HttpService;
@@ -17,8 +18,8 @@ use crate::calls::ice::IceConfig;
 use crate::chat::{Chat, ChatLimits};
 use crate::config::Settings;
 use crate::db::{Db, StartupError};
-use crate::ws::WsLimits;
 use crate::ws::hub::Hub;
+use crate::ws::session::Realtime;
 use crate::ws::ticket::Tickets;
 
 /// Everything handlers share. Cloned per worker; every field is a cheap handle.
@@ -28,7 +29,7 @@ pub struct AppState {
     pub tokens: TokenIssuer,
     pub chat: Chat,
     pub tickets: Tickets,
-    pub ws_limits: WsLimits,
+    pub realtime: Arc<Realtime>,
     pub ice: IceConfig,
     pub calls: Calls,
 }
@@ -53,14 +54,19 @@ impl AppState {
         let tickets = bus
             .redis()
             .map_or_else(Tickets::default, |redis| Tickets::shared(redis.commands()));
+        let calls = Calls::new(bus, chat.clone(), settings.calls);
         Self {
             db,
             accounts,
             tokens,
-            calls: Calls::new(bus, chat.clone(), settings.calls),
+            realtime: Arc::new(Realtime {
+                chat: chat.clone(),
+                calls: calls.clone(),
+                limits: settings.ws,
+            }),
+            calls,
             chat,
             tickets,
-            ws_limits: settings.ws,
             ice: settings.ice.clone(),
         }
     }

@@ -81,9 +81,7 @@ pub async fn connect(
     let context = SessionContext {
         identity,
         display_name: user.display_name,
-        chat: state.chat.clone(),
-        calls: state.calls.clone(),
-        limits: state.ws_limits,
+        realtime: state.realtime.clone(),
         resume_after: query.after,
     };
     Ok(upgrade::accept(handshake, context))

@@ -6,6 +6,8 @@
 //! then (the greeting and replay, handling a client frame, the closing handshake) is boxed: its
 //! state exists while it runs instead of widening every connection's future.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::LocalBoxFuture;
@@ -45,34 +47,39 @@ const TYPING_THROTTLE: Duration = Duration::from_secs(2);
 /// to close its side (the same second actix-http gives an HTTP connection to disconnect).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub struct SessionContext {
-    pub identity: Identity,
-    pub display_name: String,
+/// What every connection of this server shares. One per server, behind an `Arc`: a connection
+/// keeps a pointer instead of its own copies of these handles (about half a kilobyte).
+pub struct Realtime {
     pub chat: Chat,
     pub calls: Calls,
     pub limits: WsLimits,
+}
+
+pub struct SessionContext {
+    pub identity: Identity,
+    pub display_name: String,
+    pub realtime: Arc<Realtime>,
     /// Replay messages newer than this before live traffic.
     pub resume_after: Option<i64>,
 }
 
 /// The connection's entry in the hub. Dropping it unregisters, whatever ended the loop.
 struct Registration {
-    chat: Chat,
-    calls: Calls,
+    realtime: Arc<Realtime>,
     identity: Identity,
     conn_id: ConnId,
 }
 
 impl Registration {
-    fn new(chat: &Chat, calls: &Calls, identity: &Identity, tx: mpsc::Sender<Delivery>) -> Self {
+    fn new(realtime: Arc<Realtime>, identity: Identity, tx: mpsc::Sender<Delivery>) -> Self {
+        let chat = &realtime.chat;
         let (conn_id, first) = chat.bus().hub().register(identity.user_id, tx);
         if first {
             announce(chat.clone(), identity.clone(), PresenceStatus::Online);
         }
         Self {
-            chat: chat.clone(),
-            calls: calls.clone(),
-            identity: identity.clone(),
+            realtime,
+            identity,
             conn_id,
         }
     }
@@ -80,19 +87,14 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.calls
-            .connection_closed(&Caller::new(&self.identity, self.conn_id));
-        if self
-            .chat
+        let Realtime { chat, calls, .. } = &*self.realtime;
+        calls.connection_closed(&Caller::new(&self.identity, self.conn_id));
+        if chat
             .bus()
             .hub()
             .unregister(self.identity.user_id, self.conn_id)
         {
-            announce(
-                self.chat.clone(),
-                self.identity.clone(),
-                PresenceStatus::Offline,
-            );
+            announce(chat.clone(), self.identity.clone(), PresenceStatus::Offline);
         }
     }
 }
@@ -151,11 +153,14 @@ fn close(code: CloseCode, reason: &'static str) -> Option<CloseFrame> {
     })
 }
 
-type Pending = FuturesUnordered<LocalBoxFuture<'static, Option<ServerFrame>>>;
+/// Work started by client frames, each yielding its reply already serialised.
+type Pending = FuturesUnordered<LocalBoxFuture<'static, Option<FrameText>>>;
 
 struct Connection {
-    ctx: SessionContext,
-    conn_id: ConnId,
+    registration: Registration,
+    /// Only the greeting needs these two.
+    display_name: String,
+    resume_after: Option<i64>,
     socket: Socket,
     pending: Pending,
     bucket: TokenBucket,
@@ -163,26 +168,43 @@ struct Connection {
     last_typing: Option<(String, Instant)>,
 }
 
-/// Runs the connection to its end.
-pub async fn run(ctx: SessionContext, socket: Socket) {
-    let (tx, mut rx) = mpsc::channel(ctx.limits.outbound_queue);
-    let registration = Registration::new(&ctx.chat, &ctx.calls, &ctx.identity, tx);
-    // Subscribed before anything is served: nothing published from now on can miss this socket.
-    if let Some(redis) = ctx.chat.bus().redis() {
-        Box::pin(redis.subscribe_user(ctx.identity.user_id)).await;
-    }
+/// Registers the connection and returns its loop, to be spawned.
+pub fn run(ctx: SessionContext, socket: Socket) -> impl Future<Output = ()> + 'static {
+    let SessionContext {
+        identity,
+        display_name,
+        realtime,
+        resume_after,
+    } = ctx;
+    let limits = realtime.limits;
+    let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
     let mut conn = Connection {
-        conn_id: registration.conn_id,
-        bucket: TokenBucket::new(ctx.limits.rate_per_sec, ctx.limits.rate_burst),
-        ctx,
+        registration: Registration::new(realtime, identity, tx),
+        display_name,
+        resume_after,
         socket,
         pending: FuturesUnordered::new(),
+        bucket: TokenBucket::new(limits.rate_per_sec, limits.rate_burst),
         strikes: 0,
         last_typing: None,
     };
-    let reason = conn.serve(&mut rx).await;
-    drop(registration);
-    Box::pin(finish(conn.socket, reason)).await;
+    // An async block, not an `async fn` taking the connection: an `async fn` copies its
+    // arguments into its body and keeps the first copy, unused, as long as it runs.
+    async move {
+        // Subscribed before anything is served: nothing published from now on can miss this
+        // socket.
+        if let Some(redis) = conn.realtime().chat.bus().redis() {
+            Box::pin(redis.subscribe_user(conn.registration.identity.user_id)).await;
+        }
+        let reason = conn.serve(&mut rx).await;
+        let Connection {
+            registration,
+            socket,
+            ..
+        } = conn;
+        drop(registration);
+        Box::pin(finish(socket, reason)).await;
+    }
 }
 
 /// Ends the connection: sends the close frame (or the reply to the client's, which tungstenite
@@ -208,19 +230,30 @@ async fn finish(mut socket: Socket, reason: Option<CloseFrame>) {
 struct Gone;
 
 impl Connection {
+    fn realtime(&self) -> &Realtime {
+        &self.registration.realtime
+    }
+
+    /// Starts work whose reply, if any, is sent when it finishes; the loop goes on meanwhile.
+    /// The reply is serialised as soon as it is made, so the loop only ever holds its text (a
+    /// whole frame there would widen every connection's future).
+    fn start(&mut self, work: impl Future<Output = Option<ServerFrame>> + 'static) {
+        self.pending
+            .push(async move { work.await.map(|frame| frame.to_text()) }.boxed_local());
+    }
+
     fn caller(&self) -> Caller {
-        Caller::new(&self.ctx.identity, self.conn_id)
+        Caller::new(&self.registration.identity, self.registration.conn_id)
     }
 
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), Gone> {
         self.send_text(frame.to_text()).await
     }
 
-    async fn send_text(&mut self, text: FrameText) -> Result<(), Gone> {
+    fn send_text(&mut self, text: FrameText) -> impl Future<Output = Result<(), Gone>> + '_ {
         self.socket
             .send(Message::Text(text))
-            .await
-            .map_err(|_| Gone)
+            .map(|sent| sent.map_err(|_| Gone))
     }
 
     /// Sends the reply to a frame: the frame itself, or an error carrying the frame's `id`.
@@ -249,15 +282,18 @@ impl Connection {
 
     /// Says hello and replays what the client missed; returns the newest message id it now has.
     async fn greet(&mut self) -> Result<i64, Gone> {
+        let identity = &self.registration.identity;
         let hello = ServerFrame::Hello {
             user: HelloUser {
-                id: self.ctx.identity.user_id,
-                username: self.ctx.identity.username.clone(),
-                display_name: self.ctx.display_name.clone(),
+                id: identity.user_id,
+                username: identity.username.clone(),
+                display_name: std::mem::take(&mut self.display_name),
             },
-            connection_id: self.conn_id.to_string(),
-            heartbeat_interval_ms: u64::try_from(self.ctx.limits.heartbeat_interval.as_millis())
-                .unwrap_or(u64::MAX),
+            connection_id: self.registration.conn_id.to_string(),
+            heartbeat_interval_ms: u64::try_from(
+                self.realtime().limits.heartbeat_interval.as_millis(),
+            )
+            .unwrap_or(u64::MAX),
             protocol_version: PROTOCOL_VERSION,
         };
         self.send(&hello).await?;
@@ -269,10 +305,8 @@ impl Connection {
             return None;
         };
 
-        let mut heartbeat = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.ctx.limits.heartbeat_interval,
-            self.ctx.limits.heartbeat_interval,
-        );
+        let every = self.realtime().limits.heartbeat_interval;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut last_heard = Instant::now();
         loop {
             let step = tokio::select! {
@@ -286,7 +320,7 @@ impl Connection {
                     None => return close(CloseCode::Policy, "not reading fast enough"),
                 },
                 Some(reply) = self.pending.next(), if !self.pending.is_empty() => match reply {
-                    Some(frame) => self.send(&frame).await,
+                    Some(text) => self.send_text(text).await,
                     None => Ok(()),
                 },
                 message = self.socket.next(), if self.pending.len() < MAX_IN_FLIGHT => {
@@ -299,7 +333,8 @@ impl Connection {
                             Err(gone) => Err(gone),
                         },
                         Some(Ok(Message::Binary(_))) => {
-                            self.send(&ServerFrame::error(None, ErrorCode::InvalidFrame, "binary frames are not supported; send JSON text")).await
+                            let text = ServerFrame::error(None, ErrorCode::InvalidFrame, "binary frames are not supported; send JSON text").to_text();
+                            self.send_text(text).await
                         }
                         // tungstenite answers pings itself, on the next read or write.
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
@@ -321,7 +356,7 @@ impl Connection {
                     }
                 },
                 _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > self.ctx.limits.client_timeout {
+                    if last_heard.elapsed() > self.realtime().limits.client_timeout {
                         return close(CloseCode::Away, "heartbeat timeout");
                     }
                     self.socket.send(Message::Ping(Default::default())).await.map_err(|_| Gone)
@@ -335,10 +370,11 @@ impl Connection {
 
     /// Sends what the client missed; returns the newest message id it now has.
     async fn replay(&mut self) -> Result<i64, Gone> {
-        let Some(after) = self.ctx.resume_after else {
+        let Some(after) = self.resume_after else {
             return Ok(i64::MIN);
         };
-        match self.ctx.chat.replay(&self.ctx.identity, after).await {
+        let chat = self.realtime().chat.clone();
+        match chat.replay(&self.registration.identity, after).await {
             Ok(Replay::Pages(pages)) => {
                 let mut last_id = after;
                 let mut replayed = 0u32;
@@ -390,8 +426,8 @@ impl Connection {
             }
         };
         let id = envelope.id;
-        let chat = self.ctx.chat.clone();
-        let identity = self.ctx.identity.clone();
+        let chat = self.realtime().chat.clone();
+        let identity = self.registration.identity.clone();
         match envelope.frame {
             ClientFrame::Ping {} => self.send(&ServerFrame::Pong { id }).await?,
             ClientFrame::Send {
@@ -399,37 +435,31 @@ impl Connection {
                 body,
                 client_msg_id,
             } => {
-                let origin = Some(self.conn_id);
-                self.pending.push(
-                    async move {
-                        Some(
-                            match chat
-                                .send(&identity, origin, &to, &body, &client_msg_id)
-                                .await
-                            {
-                                Ok(stored) => ServerFrame::Ack {
-                                    id,
-                                    message: stored.message,
-                                },
-                                Err(err) => error_frame(id, &err),
+                let origin = Some(self.registration.conn_id);
+                self.start(async move {
+                    Some(
+                        match chat
+                            .send(&identity, origin, &to, &body, &client_msg_id)
+                            .await
+                        {
+                            Ok(stored) => ServerFrame::Ack {
+                                id,
+                                message: stored.message,
                             },
-                        )
-                    }
-                    .boxed_local(),
-                );
+                            Err(err) => error_frame(id, &err),
+                        },
+                    )
+                });
             }
-            ClientFrame::Read { peer, up_to } => self.pending.push(
-                async move {
-                    Some(match chat.mark_read(&identity, &peer, up_to).await {
-                        Ok(_) => ServerFrame::Ok { id },
-                        Err(err) => error_frame(id, &err),
-                    })
-                }
-                .boxed_local(),
-            ),
+            ClientFrame::Read { peer, up_to } => self.start(async move {
+                Some(match chat.mark_read(&identity, &peer, up_to).await {
+                    Ok(_) => ServerFrame::Ok { id },
+                    Err(err) => error_frame(id, &err),
+                })
+            }),
             ClientFrame::RoomCreate { name } => {
                 let result = self
-                    .ctx
+                    .realtime()
                     .calls
                     .create_room(&self.caller(), &name, id.clone())
                     .await;
@@ -437,7 +467,7 @@ impl Connection {
             }
             ClientFrame::RoomJoin { name } => {
                 let result = self
-                    .ctx
+                    .realtime()
                     .calls
                     .join_room(&self.caller(), &name, id.clone())
                     .await;
@@ -445,23 +475,31 @@ impl Connection {
             }
             ClientFrame::RoomRejoin { name, peer_id } => {
                 let result = self
-                    .ctx
+                    .realtime()
                     .calls
                     .rejoin_room(&self.caller(), &name, &peer_id, id.clone())
                     .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::RoomLeave {} => {
-                let result = self.ctx.calls.leave_room(&self.caller(), id.clone()).await;
+                let result = self
+                    .realtime()
+                    .calls
+                    .leave_room(&self.caller(), id.clone())
+                    .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::RoomEnd {} => {
-                let result = self.ctx.calls.end_room(&self.caller(), id.clone()).await;
+                let result = self
+                    .realtime()
+                    .calls
+                    .end_room(&self.caller(), id.clone())
+                    .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::SessionStart {} => {
                 let result = self
-                    .ctx
+                    .realtime()
                     .calls
                     .start_session(&self.caller(), id.clone())
                     .await;
@@ -469,7 +507,7 @@ impl Connection {
             }
             ClientFrame::Signal { to, kind, payload } => {
                 let result = self
-                    .ctx
+                    .realtime()
                     .calls
                     .signal(&self.caller(), &to, kind, payload)
                     .await;
@@ -481,51 +519,49 @@ impl Connection {
                 screen,
             } => {
                 let result = self
-                    .ctx
+                    .realtime()
                     .calls
                     .peer_state(&self.caller(), (muted, camera, screen), id.clone())
                     .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::Call { to, media } => {
-                let calls = self.ctx.calls.clone();
+                let calls = self.realtime().calls.clone();
                 let caller = self.caller();
-                self.pending.push(
-                    async move {
-                        Some(match calls.call(&caller, &to, media, id.clone()).await {
-                            Ok(frame) => frame,
-                            Err(err) => error_frame(id, &err),
-                        })
-                    }
-                    .boxed_local(),
-                );
+                self.start(async move {
+                    Some(match calls.call(&caller, &to, media, id.clone()).await {
+                        Ok(frame) => frame,
+                        Err(err) => error_frame(id, &err),
+                    })
+                });
             }
             ClientFrame::CallAccept { call_id } => {
-                let result = self.ctx.calls.accept_call(&self.caller(), &call_id).await;
+                let result = self
+                    .realtime()
+                    .calls
+                    .accept_call(&self.caller(), &call_id)
+                    .await;
                 self.reply_on_error(id, result).await?;
             }
             ClientFrame::CallDecline { call_id } => {
                 let result = self
-                    .ctx
+                    .realtime()
                     .calls
                     .decline_call(&self.caller(), &call_id, id.clone())
                     .await;
                 self.reply(id, result).await?;
             }
             ClientFrame::CallCancel { call_id } => {
-                let calls = self.ctx.calls.clone();
+                let calls = self.realtime().calls.clone();
                 let caller = self.caller();
-                self.pending.push(
-                    async move {
-                        Some(
-                            match calls.cancel_call(&caller, &call_id, id.clone()).await {
-                                Ok(frame) => frame,
-                                Err(err) => error_frame(id, &err),
-                            },
-                        )
-                    }
-                    .boxed_local(),
-                );
+                self.start(async move {
+                    Some(
+                        match calls.cancel_call(&caller, &call_id, id.clone()).await {
+                            Ok(frame) => frame,
+                            Err(err) => error_frame(id, &err),
+                        },
+                    )
+                });
             }
             ClientFrame::Typing { to } => {
                 let now = Instant::now();
@@ -534,18 +570,35 @@ impl Connection {
                 });
                 if !throttled {
                     self.last_typing = Some((to.clone(), now));
-                    self.pending.push(
-                        async move {
-                            chat.typing(&identity, &to)
-                                .await
-                                .err()
-                                .map(|err| error_frame(id, &err))
-                        }
-                        .boxed_local(),
-                    );
+                    self.start(async move {
+                        chat.typing(&identity, &to)
+                            .await
+                            .err()
+                            .map(|err| error_frame(id, &err))
+                    });
                 }
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future a function returns, without making one.
+    fn future_size<A, B, F: Future>(_: fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn the_idle_connection_future_stays_small() {
+        // Every connection's task holds this future for its whole life: 832 bytes when written.
+        let size = future_size(run);
+        assert!(
+            size <= 1024,
+            "the session future grew to {size} bytes: box what the loop awaits only now and then"
+        );
     }
 }
