@@ -204,8 +204,9 @@ impl Application {
             if let Some(dir) = &web_dir {
                 app = app.service(crate::spa::service(dir));
             }
-            // As actix-web's HttpServer serves an App. Its default config only differs in the
-            // host name, which matters for absolute URLs this application never generates.
+            // As actix-web's HttpServer serves an App. The default config differs from the one
+            // HttpServer makes only in host name and local address, which nothing here reads
+            // (they serve absolute URLs, and the host of requests without a Host header).
             map_config(
                 app.into_factory()
                     .map_err(|err: actix_web::Error| err.error_response()),
