@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytestring::ByteString;
 use pychat::bus::{Bus, RedisBus};
+use pychat::ws::FrameText;
 use pychat::ws::hub::{Hub, Outbound};
 use tokio::sync::mpsc;
 
@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     // A typical relayed frame: an ICE candidate, ~200 bytes of JSON, serialised once.
-    let frame = Outbound::Frame(ByteString::from(format!(
+    let frame = Outbound::Frame(FrameText::from(format!(
         r#"{{"type":"signal","from":"p1","from_user":"alice","kind":"candidate","payload":{{"candidate":"candidate:{} 1 udp 2122260223 192.168.1.20 54321 typ host","sdpMid":"0"}}}}"#,
         "8".repeat(40)
     )));

@@ -1,12 +1,14 @@
 //! Builds the application: state, middleware, routes, and the bound HTTP server.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Service;
-use actix_web::dev::{Server, ServerHandle};
+use actix_http::HttpService;
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
+use actix_web::dev::{AppConfig, Server, ServerHandle, Service};
 use actix_web::middleware::{ErrorHandlers, Logger};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 
 use crate::accounts::Accounts;
 use crate::auth::{PasswordHasher, TokenIssuer};
@@ -16,8 +18,8 @@ use crate::calls::ice::IceConfig;
 use crate::chat::{Chat, ChatLimits};
 use crate::config::Settings;
 use crate::db::{Db, StartupError};
-use crate::ws::WsLimits;
 use crate::ws::hub::Hub;
+use crate::ws::session::Realtime;
 use crate::ws::ticket::Tickets;
 
 /// Everything handlers share. Cloned per worker; every field is a cheap handle.
@@ -27,7 +29,7 @@ pub struct AppState {
     pub tokens: TokenIssuer,
     pub chat: Chat,
     pub tickets: Tickets,
-    pub ws_limits: WsLimits,
+    pub realtime: Arc<Realtime>,
     pub ice: IceConfig,
     pub calls: Calls,
 }
@@ -52,14 +54,19 @@ impl AppState {
         let tickets = bus
             .redis()
             .map_or_else(Tickets::default, |redis| Tickets::shared(redis.commands()));
+        let calls = Calls::new(bus, chat.clone(), settings.calls);
         Self {
             db,
             accounts,
             tokens,
-            calls: Calls::new(bus, chat.clone(), settings.calls),
+            realtime: Arc::new(Realtime {
+                chat: chat.clone(),
+                calls: calls.clone(),
+                limits: settings.ws,
+            }),
+            calls,
             chat,
             tickets,
-            ws_limits: settings.ws,
             ice: settings.ice.clone(),
         }
     }
@@ -176,7 +183,7 @@ impl Application {
         })?;
         let addr = listener.local_addr()?;
         let web_dir = settings.web_dir.clone();
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             let mut app = App::new()
                 .app_data(state.clone())
                 .wrap(ErrorHandlers::new().default_handler(crate::routes::json_error_body))
@@ -197,9 +204,35 @@ impl Application {
             if let Some(dir) = &web_dir {
                 app = app.service(crate::spa::service(dir));
             }
-            app
-        })
-        .listen(listener)?;
+            // As actix-web's HttpServer serves an App. The default config differs from the one
+            // HttpServer makes only in host name and local address, which nothing here reads
+            // (they serve absolute URLs, and the host of requests without a Host header).
+            map_config(
+                app.into_factory()
+                    .map_err(|err: actix_web::Error| err.error_response()),
+                |()| AppConfig::default(),
+            )
+        };
+
+        // What actix-web's HttpServer assembles, plus the upgrade service: requests that ask for
+        // an upgrade reach `ws::upgrade` together with their connection.
+        let mut server = actix_server::Server::build();
+        let shutdown = server.graceful_shutdown_signal();
+        server = server.listen("pychat", listener, move || {
+            let shutdown = shutdown.clone();
+            HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                // HttpServer's defaults (the builder's own disconnect timeout is zero).
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(addr)
+                .upgrade(crate::ws::upgrade::service(app()))
+                .finish(app())
+                .tcp()
+        })?;
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }

@@ -9,8 +9,9 @@ use crate::auth::AuthUser;
 use crate::auth::extractor::bearer_token;
 use crate::chat::Identity;
 use crate::error::{AppError, ErrorBody, ErrorCode};
-use crate::ws::session::{self, SessionContext};
+use crate::ws::session::SessionContext;
 use crate::ws::ticket::TICKET_TTL;
+use crate::ws::upgrade;
 
 #[derive(Serialize, ToSchema)]
 pub struct TicketResponse {
@@ -56,7 +57,6 @@ pub struct ConnectQuery {
 ))]
 pub async fn connect(
     req: HttpRequest,
-    body: web::Payload,
     state: web::Data<AppState>,
     query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
@@ -77,15 +77,12 @@ pub async fn connect(
         }
     };
     let user = state.accounts.user(identity.user_id).await?;
-    let (response, socket, stream) = actix_ws::handle(&req, body)?;
+    let handshake = actix_http::ws::handshake(req.head())?;
     let context = SessionContext {
         identity,
         display_name: user.display_name,
-        chat: state.chat.clone(),
-        calls: state.calls.clone(),
-        limits: state.ws_limits,
+        realtime: state.realtime.clone(),
         resume_after: query.after,
     };
-    actix_web::rt::spawn(session::run(context, socket, stream));
-    Ok(response)
+    Ok(upgrade::accept(handshake, context))
 }

@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytestring::ByteString;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Msg, PushInfo, PushKind};
 use tokio::sync::mpsc;
 
+use crate::ws::FrameText;
 use crate::ws::hub::{ConnId, Hub, Outbound};
 
 /// Publishes waiting for Redis before new ones are dropped (clients then recover by resume).
@@ -70,7 +70,7 @@ impl Envelope {
         let except = u64_at(9)?;
         let message_id = i64::from_be_bytes(bytes.get(17..25)?.try_into().ok()?);
         let origin = u32::from_be_bytes(bytes.get(25..29)?.try_into().ok()?);
-        let text = ByteString::from(std::str::from_utf8(&bytes[HEADER..]).ok()?.to_owned());
+        let text = FrameText::from(std::str::from_utf8(&bytes[HEADER..]).ok()?.to_owned());
         let out = match bytes[0] {
             0 => Outbound::Frame(text),
             1 => Outbound::Message {
@@ -525,10 +525,10 @@ mod tests {
     #[test]
     fn envelopes_round_trip() {
         for out in [
-            Outbound::Frame(ByteString::from_static(r#"{"type":"typing","from":"a"}"#)),
+            Outbound::Frame(FrameText::from_static(r#"{"type":"typing","from":"a"}"#)),
             Outbound::Message {
                 id: 42,
-                text: ByteString::from_static(r#"{"type":"message"}"#),
+                text: FrameText::from_static(r#"{"type":"message"}"#),
             },
         ] {
             let envelope = Envelope {

@@ -1,13 +1,14 @@
 //! Local routing: which connections of which users live on this instance. Delivery takes a
-//! shard's read lock and hands each connection a clone of the same serialised frame (a
-//! reference-count bump); no allocation per recipient.
+//! shard's read lock and hands each connection a pointer to one shared copy of the serialised
+//! frame (a reference-count bump); no allocation per recipient.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bytestring::ByteString;
 use tokio::sync::mpsc;
+
+use super::FrameText;
 
 const SHARDS: usize = 32;
 
@@ -19,15 +20,20 @@ pub enum Outbound {
     /// A chat message: carries its id so a resuming connection can skip what it replayed.
     Message {
         id: i64,
-        text: ByteString,
+        text: FrameText,
     },
-    Frame(ByteString),
+    Frame(FrameText),
 }
+
+/// What a connection's queue holds. One pointer, not the frame itself: tokio allocates a queue's
+/// first block of 32 slots when the queue is made, so the slot size is paid by every idle
+/// connection.
+pub type Delivery = Arc<Outbound>;
 
 struct Conn {
     id: ConnId,
     /// `None` once the connection fell behind: it gets nothing more and its loop closes it.
-    tx: Option<mpsc::Sender<Outbound>>,
+    tx: Option<mpsc::Sender<Delivery>>,
 }
 
 type Shard = RwLock<HashMap<i64, Vec<Conn>>>;
@@ -65,7 +71,7 @@ impl Hub {
     }
 
     /// Adds a connection; returns its id and whether it is the user's first on this instance.
-    pub fn register(&self, user_id: i64, tx: mpsc::Sender<Outbound>) -> (ConnId, bool) {
+    pub fn register(&self, user_id: i64, tx: mpsc::Sender<Delivery>) -> (ConnId, bool) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut shard = self
             .shard(user_id)
@@ -114,7 +120,7 @@ impl Hub {
         {
             // A full queue here is the same slow reader the broadcast path cuts off; its loop
             // closes it once the hub drops it there.
-            let _ = tx.try_send(out.clone());
+            let _ = tx.try_send(Arc::new(out.clone()));
         }
     }
 
@@ -130,12 +136,13 @@ impl Hub {
             let Some(conns) = shard.get(&user_id) else {
                 return;
             };
+            let shared = Arc::new(out.clone());
             for conn in conns {
                 if Some(conn.id) == except {
                     continue;
                 }
                 if let Some(tx) = &conn.tx
-                    && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(out.clone())
+                    && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(shared.clone())
                 {
                     overflowed.push(conn.id);
                 }
@@ -165,7 +172,7 @@ mod tests {
     use super::*;
 
     fn frame(text: &str) -> Outbound {
-        Outbound::Frame(ByteString::from(text.to_string()))
+        Outbound::Frame(FrameText::from(text.to_string()))
     }
 
     #[test]
@@ -179,7 +186,7 @@ mod tests {
         assert!(!first);
         hub.send_to_user(7, &frame("a"), Some(c1));
         assert!(rx1.try_recv().is_err());
-        assert!(matches!(rx2.try_recv(), Ok(Outbound::Frame(t)) if &*t == "a"));
+        assert_eq!(rx2.try_recv().ok().as_deref(), Some(&frame("a")));
     }
 
     #[test]
@@ -193,8 +200,10 @@ mod tests {
             hub.send_to_user(1, &frame(text), None);
         }
         let mut fast = Vec::new();
-        while let Ok(Outbound::Frame(t)) = fast_rx.try_recv() {
-            fast.push(t.to_string());
+        while let Ok(out) = fast_rx.try_recv() {
+            if let Outbound::Frame(t) = &*out {
+                fast.push(t.to_string());
+            }
         }
         assert_eq!(fast, ["a", "b", "c"]);
         assert!(slow_rx.try_recv().is_ok());

@@ -5,6 +5,7 @@ pub mod hub;
 pub mod protocol;
 pub mod session;
 pub mod ticket;
+pub mod upgrade;
 
 use std::time::Duration;
 
@@ -25,3 +26,7 @@ pub struct WsLimits {
 
 /// Largest frame a client may send; larger closes the connection with 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// A serialised server frame: reference-counted, so one copy is shared by every connection it goes
+/// to, and already known to be UTF-8, so the socket sends it as it is.
+pub type FrameText = tokio_tungstenite::tungstenite::Utf8Bytes;

@@ -303,7 +303,7 @@ impl ServerFrame {
     }
 
     /// Serialised once; the text is shared by every connection it goes to.
-    pub fn to_text(&self) -> bytestring::ByteString {
+    pub fn to_text(&self) -> super::FrameText {
         // Serialising these types cannot fail: no maps with non-string keys, no custom impls.
         serde_json::to_string(self)
             .unwrap_or_else(|_| {

@@ -10,5 +10,6 @@ mod openapi;
 mod protocol;
 mod realtime;
 mod tokens;
+mod upgrade;
 mod web_app;
 mod ws_client;
