@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A tiny run of every pychat-bench scenario (idle, dm, signal, fanout in both modes) against a freshly started server (temp SQLite dir,
+# A tiny run of every pychat-bench scenario (idle, dm, signal, fanout in both modes, and store on
+# its own temp SQLite file) against a freshly started server (temp SQLite dir,
 # free port), so the generator never rots. Checks each printed JSON object for its fields and
 # nonzero counts; exits non-zero on any failure. Takes a few seconds once built.
 #
@@ -63,6 +64,7 @@ run dm dm --pairs 2
 run signal signal
 run fanout fanout --listeners 5 --sources 127.0.0.2
 run fanout_stored fanout --listeners 5 --stored
+run store store --database-url "sqlite://$DATA/store.sqlite3" --writers 2 --batch 50
 
 # Every scenario: the expected fields, nonzero counts, no errors.
 python3 - "$OUT" <<'EOF'
@@ -74,6 +76,7 @@ checks = {
     "signal": ["sent", "relayed", "latency.count"],
     "fanout": ["sent", "delivered", "deliveries_per_sec", "latency.count"],
     "fanout_stored": ["sent", "acked", "delivered", "latency.count"],
+    "store": ["rows", "transactions", "rows_per_sec", "commit_latency.count", "tx_latency.count"],
 }
 failed = 0
 for name, fields in checks.items():

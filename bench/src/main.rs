@@ -6,6 +6,7 @@
 //! pychat-bench dm     --server http://127.0.0.1:8080 --pairs 50 --rate 0 --duration 10
 //! pychat-bench signal --server http://127.0.0.1:8080 --rooms 1 --rate 200 --duration 5
 //! pychat-bench fanout --server http://127.0.0.1:8080 --listeners 100 --rate 1000 --duration 5
+//! pychat-bench store  --database-url postgres://postgres@127.0.0.1/bench --writers 8 --batch 100 --duration 10
 //! ```
 //! `--tiny` shrinks any scenario to a run of a second or two, for the smoke test.
 
@@ -14,6 +15,7 @@ mod dm;
 mod fanout;
 mod idle;
 mod signal;
+mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -103,6 +105,24 @@ enum Scenario {
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
     },
+    /// No server: the same rows as dm inserted straight into a database (the storage ceiling).
+    Store {
+        /// sqlite://PATH, postgres://… or mysql://… (migrations are applied first).
+        #[arg(long)]
+        database_url: String,
+        /// Writer threads, one connection and one transaction at a time each.
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
+        /// Rows per transaction (one multi-row INSERT).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Seconds of inserting.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Pairs of users the rows are spread over, as dm's --pairs.
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+    },
 }
 
 fn main() {
@@ -131,6 +151,27 @@ fn print_report(report: &serde_json::Value) {
 }
 
 async fn run(cli: Cli) -> client::Result<serde_json::Value> {
+    if let Scenario::Store {
+        database_url,
+        writers,
+        batch,
+        duration,
+        pairs,
+    } = cli.scenario
+    {
+        let args = store::Args {
+            database_url,
+            writers,
+            batch,
+            duration_secs: if cli.tiny {
+                duration.min(1.0)
+            } else {
+                duration
+            },
+            pairs,
+        };
+        return tokio::task::spawn_blocking(move || store::run(args)).await?;
+    }
     let server = client::Server::new(&cli.server).await?;
     let tiny = cli.tiny;
     match cli.scenario {
@@ -203,5 +244,6 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
             };
             signal::run(server, args).await
         }
+        Scenario::Store { .. } => unreachable!("handled above"),
     }
 }
