@@ -11,4 +11,5 @@ mod protocol;
 mod realtime;
 mod tokens;
 mod web_app;
+mod writers;
 mod ws_client;
