@@ -1,31 +1,37 @@
 //! Group commit with several writer threads, acked and delivered in id order.
 //!
-//! Each writer takes whatever is waiting (up to a batch), inserts it with one multi-row INSERT in
-//! one transaction, and only after the commit acks each sender and fans the messages out. An ack
-//! therefore always means stored, and a busy server pays one commit per batch.
+//! Each writer takes whatever is waiting in its queue (up to a batch), inserts it with one
+//! multi-row INSERT in one transaction, and only after the commit acks each sender and fans the
+//! messages out. An ack therefore always means stored, and a busy server pays one commit per
+//! batch.
 //!
-//! Several writers commit at once (the database flushes their commits together), but nobody may
-//! see a message before one with a lower id: a client resumes after the highest id it has seen,
-//! so a lower id made visible later would be skipped for good. Three rules keep that order:
+//! Several writers INSERT and COMMIT at once (the database works on them in parallel and flushes
+//! their commits together), so ids can commit out of order. Yet nobody may see a message before
+//! one with a lower id: a client resumes after the highest id it has seen, so a lower id made
+//! visible later would be skipped for good. The rules:
 //!
-//! 1. **Intake**: a writer takes its batch from the queue and runs BEGIN and the INSERT while
-//!    holding one lock, which also hands out tickets. Batches therefore get their ids in ticket
-//!    order (and keep each sender's queue order). The COMMIT runs after the lock is let go.
-//! 2. **Release**: after its commit, a batch waits for its ticket's turn; acks and fan-out happen
-//!    one batch at a time in ticket order, so every connection gets messages in id order.
-//! 3. **Visibility**: readers (resume replay, history, conversation lists) read nothing above the
-//!    released watermark, the highest id up to which everything is released. A batch that
-//!    committed before an earlier one (ids above an uncommitted gap) stays invisible until its
-//!    turn. The watermark moves before a batch is fanned out, so a connection registered after
-//!    the fan-out finds the batch in its replay, and one registered before gets it live.
+//! 1. **Senders stay in order**: a message goes to the writer chosen by its sender, so one
+//!    sender's messages are stored one batch after another, in the order sent.
+//! 2. **Floors**: before a batch's INSERT starts, it is registered with the highest id any INSERT
+//!    has returned so far. Ids only grow (PostgreSQL's sequence, InnoDB's auto-increment,
+//!    SQLite's one writer), so every id the batch gets lies above that floor. Once the INSERT
+//!    returns, the batch's lowest id replaces the floor.
+//! 3. **Release**: a stored row is acked and fanned out only once no uncommitted batch can hold a
+//!    lower id (the bound: the lowest floor or lowest id of the batches not yet committed). Rows
+//!    are released one release at a time, in id order across batches, so every connection gets
+//!    messages in id order.
+//! 4. **Visibility**: readers (resume replay, history, conversation lists) read nothing above the
+//!    released watermark, the bound of the last release. It moves before the rows are fanned
+//!    out, so a connection registered after a fan-out finds those rows in its replay, and one
+//!    registered before gets them live.
 //!
 //! With several instances (Redis), each has one writer and every batch takes a cluster-wide lock
 //! held through its commit (`messages::in_write_order`), so commits are in id order across
 //! instances and readers need no watermark. SQLite has one write lock: one writer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -81,21 +87,16 @@ pub fn default_writers(backend: Backend) -> usize {
 
 #[derive(Clone)]
 pub struct MessageWriter {
-    tx: mpsc::Sender<PendingMessage>,
+    /// One queue per writer thread; a sender's messages always take the same one (rule 1).
+    queues: Arc<[mpsc::Sender<PendingMessage>]>,
     visible: Arc<Watermark>,
 }
 
-/// The released watermark (rule 3).
+/// The released watermark (rule 4).
 struct Watermark {
     /// With a cluster-wide lock ordering commits, every committed row may be read.
     unbounded: bool,
     released: AtomicI64,
-}
-
-impl Watermark {
-    fn advance(&self, id: i64) {
-        self.released.fetch_max(id, Ordering::SeqCst);
-    }
 }
 
 /// What the writer threads share.
@@ -103,21 +104,29 @@ struct Shared {
     db: Db,
     bus: Bus,
     cluster: bool,
-    intake: Mutex<Intake>,
-    /// The ticket whose batch is released next.
-    turn: Mutex<u64>,
-    turn_changed: Condvar,
+    order: Mutex<Order>,
     visible: Arc<Watermark>,
 }
 
-/// Held while taking a batch and inserting it (rule 1).
-struct Intake {
-    rx: mpsc::Receiver<PendingMessage>,
-    next_ticket: u64,
+/// The batches between registration and release (rules 2 and 3).
+struct Order {
+    /// The highest id any INSERT has returned, or the newest stored id at start; `None` until
+    /// the writers have read it.
+    high: Option<i64>,
+    next_batch: u64,
+    batches: BTreeMap<u64, InFlight>,
+}
+
+struct InFlight {
+    /// Every id this batch gets is above it; once the INSERT returned, its lowest id minus one.
+    floor: i64,
+    committed: bool,
+    /// After the commit: answers not yet released, in id order.
+    waiting: VecDeque<Release>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A writer that panicked leaves consistent state behind (a counter, a queue).
+    // A writer that panicked leaves consistent state behind (a map of batches, a counter).
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -125,7 +134,6 @@ impl MessageWriter {
     /// Starts `writers` writer threads (one with SQLite or several instances). They end when
     /// every handle is dropped.
     pub fn start(db: Db, bus: Bus, writers: Option<usize>) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
         let cluster = bus.redis().is_some();
         let writers = if cluster || db.backend() == Backend::Sqlite {
             1
@@ -144,26 +152,36 @@ impl MessageWriter {
             db,
             bus,
             cluster,
-            intake: Mutex::new(Intake { rx, next_ticket: 0 }),
-            turn: Mutex::new(0),
-            turn_changed: Condvar::new(),
+            order: Mutex::new(Order {
+                high: None,
+                next_batch: 0,
+                batches: BTreeMap::new(),
+            }),
             visible: visible.clone(),
         });
         tracing::info!(writers, "message writers");
+        let mut queues = Vec::with_capacity(writers);
         for n in 0..writers {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            queues.push(tx);
             let shared = shared.clone();
             let spawned = thread::Builder::new()
                 .name(format!("pychat-writer-{n}"))
-                .spawn(move || run(&shared));
+                .spawn(move || run(&shared, rx));
             if let Err(err) = spawned {
                 tracing::error!(error = %err, "cannot start a message writer");
             }
         }
-        Self { tx, visible }
+        Self {
+            queues: queues.into(),
+            visible,
+        }
     }
 
     pub async fn store(&self, pending: PendingMessage) -> Result<(), AppError> {
-        self.tx
+        let count = u64::try_from(self.queues.len()).unwrap_or(1).max(1);
+        let index = usize::try_from(pending.row.sender_id.unsigned_abs() % count).unwrap_or(0);
+        self.queues[index]
             .send(pending)
             .await
             .map_err(|_| AppError::internal("message writer stopped"))
@@ -192,56 +210,37 @@ impl MessageWriter {
     }
 }
 
-fn run(shared: &Shared) {
+fn run(shared: &Shared, mut rx: mpsc::Receiver<PendingMessage>) {
+    start_order(shared);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let mut intake = lock(&shared.intake);
-        if shared.visible.released.load(Ordering::SeqCst) == NOT_READY {
-            start_watermark(shared);
-        }
-        let Some(first) = intake.rx.blocking_recv() else {
-            return;
-        };
+    while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
-            match intake.rx.try_recv() {
+            match rx.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
-        let ticket = Ticket {
-            number: intake.next_ticket,
-            shared,
-        };
-        intake.next_ticket += 1;
-        let results = write_batch(shared, &mut batch, intake);
+        let slot = Slot::register(shared);
+        let results = write_batch(shared, &mut batch, &slot);
         let releases = prepare(&mut batch, results);
-        ticket.release(|| {
-            if let Some(newest) = releases
-                .iter()
-                .filter_map(|r| r.fan_out.as_ref().map(|f| f.id))
-                .max()
-            {
-                shared.visible.advance(newest);
-            }
-            for release in releases {
-                release.deliver(&shared.bus);
-            }
-        });
+        slot.committed(releases);
     }
 }
 
 /// Reads the newest stored id before any batch of this process: everything up to it is
-/// committed and visible. Called with the intake held, so no insert can come first.
-fn start_watermark(shared: &Shared) {
-    loop {
+/// committed and visible. Holds the order lock, so no batch registers first.
+fn start_order(shared: &Shared) {
+    let mut order = lock(&shared.order);
+    while order.high.is_none() {
         match shared
             .db
             .with_connection(|conn| Ok(messages::newest_id(conn)?))
         {
             Ok(newest) => {
-                shared.visible.advance(newest.unwrap_or(0));
-                return;
+                let newest = newest.unwrap_or(0);
+                order.high = Some(newest);
+                shared.visible.released.fetch_max(newest, Ordering::SeqCst);
             }
             Err(err) => {
                 tracing::warn!(error = %err, "message writer cannot read the newest id; retrying");
@@ -251,72 +250,137 @@ fn start_watermark(shared: &Shared) {
     }
 }
 
-/// A batch's place in the release order. Released exactly once, even if the writer panics.
-struct Ticket<'a> {
-    number: u64,
+/// A batch's entry in [`Order`], from before its INSERT until its commit. Dropped without
+/// committing (a panic), it leaves with nothing to release, so later batches are not held up.
+struct Slot<'a> {
     shared: &'a Shared,
+    number: u64,
+    done: bool,
 }
 
-impl Ticket<'_> {
-    fn release(self, deliver: impl FnOnce()) {
-        let mut turn = self.wait_turn();
-        deliver();
-        *turn += 1;
-        drop(turn);
-        self.shared.turn_changed.notify_all();
-        std::mem::forget(self);
-    }
-
-    fn wait_turn(&self) -> MutexGuard<'_, u64> {
-        let mut turn = lock(&self.shared.turn);
-        while *turn != self.number {
-            turn = self
-                .shared
-                .turn_changed
-                .wait(turn)
-                .unwrap_or_else(PoisonError::into_inner);
+impl<'a> Slot<'a> {
+    fn register(shared: &'a Shared) -> Self {
+        let mut order = lock(&shared.order);
+        let number = order.next_batch;
+        order.next_batch += 1;
+        let floor = order.high.unwrap_or(NOT_READY);
+        order.batches.insert(
+            number,
+            InFlight {
+                floor,
+                committed: false,
+                waiting: VecDeque::new(),
+            },
+        );
+        Slot {
+            shared,
+            number,
+            done: false,
         }
-        turn
+    }
+
+    /// The INSERT returned these ids (not yet committed): the floor rises to just below them.
+    fn inserted(&self, rows: &[MessageRow]) {
+        let (Some(lowest), Some(highest)) = (
+            rows.iter().map(|r| r.id).min(),
+            rows.iter().map(|r| r.id).max(),
+        ) else {
+            return;
+        };
+        let mut order = lock(&self.shared.order);
+        order.high = Some(order.high.map_or(highest, |high| high.max(highest)));
+        if let Some(batch) = order.batches.get_mut(&self.number) {
+            batch.floor = batch.floor.max(lowest - 1);
+        }
+    }
+
+    /// Committed (or failed): hands over the answers and releases whatever may go now.
+    fn committed(mut self, releases: Vec<Release>) {
+        self.done = true;
+        // Rows stored one by one (or under the cluster lock) were not noted at their INSERT.
+        let newest = releases
+            .iter()
+            .filter(|r| r.fan_out.is_some())
+            .map(Release::order_key)
+            .max();
+        let mut order = lock(&self.shared.order);
+        if let (Some(newest), Some(high)) = (newest, order.high) {
+            order.high = Some(high.max(newest));
+        }
+        if let Some(batch) = order.batches.get_mut(&self.number) {
+            batch.committed = true;
+            batch.waiting = releases.into();
+        }
+        release_ready(self.shared, &mut order);
     }
 }
 
-impl Drop for Ticket<'_> {
-    /// Only on unwinding: the batch is lost, but the batches behind it must not wait forever.
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let mut turn = self.wait_turn();
-        *turn += 1;
-        drop(turn);
-        self.shared.turn_changed.notify_all();
+        if !self.done {
+            let mut order = lock(&self.shared.order);
+            order.batches.remove(&self.number);
+            release_ready(self.shared, &mut order);
+        }
+    }
+}
+
+/// Releases, in id order, every committed row that no uncommitted batch can precede (rule 3).
+/// Runs under the order lock: one release at a time, so each connection's queue gets ids in
+/// order.
+fn release_ready(shared: &Shared, order: &mut Order) {
+    let high = order.high.unwrap_or(NOT_READY);
+    let bound = order
+        .batches
+        .values()
+        .filter(|b| !b.committed)
+        .map(|b| b.floor)
+        .min()
+        .unwrap_or(high)
+        .min(high);
+    let mut ready = Vec::new();
+    for batch in order.batches.values_mut().filter(|b| b.committed) {
+        while batch
+            .waiting
+            .front()
+            .is_some_and(|r| r.order_key() <= bound)
+        {
+            ready.extend(batch.waiting.pop_front());
+        }
+    }
+    order
+        .batches
+        .retain(|_, b| !b.committed || !b.waiting.is_empty());
+    ready.sort_by_key(Release::order_key);
+    // Before the fan-out (rule 4): everything up to the bound is released or about to be.
+    shared.visible.released.fetch_max(bound, Ordering::SeqCst);
+    for release in ready {
+        release.deliver(&shared.bus);
     }
 }
 
 type RowResult = Result<(MessageRow, bool), AppError>;
 
-/// Stores the batch; lets go of the intake once its ids are assigned.
-fn write_batch(
-    shared: &Shared,
-    batch: &mut [PendingMessage],
-    intake: MutexGuard<'_, Intake>,
-) -> Vec<RowResult> {
+/// Stores the batch and commits it.
+fn write_batch(shared: &Shared, batch: &mut [PendingMessage], slot: &Slot<'_>) -> Vec<RowResult> {
     let now = db::now();
     for pending in batch.iter_mut() {
         pending.row.created_at = now;
     }
     let rows: Vec<NewMessage> = batch.iter().map(|p| p.row.clone()).collect();
-    // If no connection can be had, the closure (and with it the intake) is dropped unrun.
     let outcome = shared
         .db
-        .with_connection(|conn| Ok(store_rows(conn, &rows, shared.cluster, intake)));
+        .with_connection(|conn| Ok(store_rows(conn, &rows, shared.cluster, slot)));
     match outcome {
         Ok(results) => results,
         Err(err) => batch.iter().map(|_| Err(err.clone())).collect(),
     }
 }
 
-enum Failure<'a> {
-    /// Nothing was stored; the intake is still held.
-    Insert(diesel::result::Error, MutexGuard<'a, Intake>),
-    /// The ids were assigned and the intake let go, but the commit failed: nothing was stored.
+enum Failure {
+    /// Nothing was stored.
+    Insert(diesel::result::Error),
+    /// The INSERT worked but the commit failed: nothing was stored.
     Commit(diesel::result::Error),
 }
 
@@ -324,33 +388,25 @@ fn store_rows(
     conn: &mut DbConnection,
     rows: &[NewMessage],
     cluster: bool,
-    intake: MutexGuard<'_, Intake>,
+    slot: &Slot<'_>,
 ) -> Vec<RowResult> {
     let attempt = if cluster {
         // One writer; the cluster-wide lock is held through the commit.
-        match messages::in_write_order(conn, true, |conn| messages::insert_batch(conn, rows)) {
-            Ok(stored) => {
-                drop(intake);
-                Ok(stored)
-            }
-            Err(err) => Err(Failure::Insert(err, intake)),
-        }
+        messages::in_write_order(conn, true, |conn| messages::insert_batch(conn, rows))
+            .map_err(Failure::Insert)
     } else {
-        insert_then_commit(conn, rows, intake)
+        insert_then_commit(conn, rows, slot)
     };
     match attempt {
         Ok(stored) => batch_results(rows, stored),
         // A retry or a duplicate inside the batch (or a vanished user) fails the whole statement:
-        // redo it row by row so each sender gets its own answer. Still holding the intake, so
-        // these ids too come before the next batch's.
-        Err(Failure::Insert(err, intake)) => {
+        // redo it row by row so each sender gets its own answer. The batch stays registered, so
+        // these ids too are released in order.
+        Err(Failure::Insert(err)) => {
             tracing::debug!(error = %err, "batch insert failed; inserting one by one");
-            let results = rows
-                .iter()
+            rows.iter()
                 .map(|row| insert_one(conn, row, cluster))
-                .collect();
-            drop(intake);
-            results
+                .collect()
         }
         Err(Failure::Commit(err)) => {
             let err = AppError::database_unavailable(err);
@@ -361,24 +417,22 @@ fn store_rows(
 
 type Tm = <DbConnection as Connection>::TransactionManager;
 
-/// BEGIN and INSERT under the intake, COMMIT after it is let go (rule 1).
-fn insert_then_commit<'a>(
+/// BEGIN, INSERT, note the ids (rule 2), COMMIT.
+fn insert_then_commit(
     conn: &mut DbConnection,
     rows: &[NewMessage],
-    intake: MutexGuard<'a, Intake>,
-) -> Result<Vec<MessageRow>, Failure<'a>> {
-    if let Err(err) = Tm::begin_transaction(conn) {
-        return Err(Failure::Insert(err, intake));
-    }
+    slot: &Slot<'_>,
+) -> Result<Vec<MessageRow>, Failure> {
+    Tm::begin_transaction(conn).map_err(Failure::Insert)?;
     let stored = match messages::insert_batch(conn, rows) {
         Ok(stored) => stored,
         Err(err) => {
             // A connection that cannot roll back is broken; the row-by-row retry will say so.
             let _ = Tm::rollback_transaction(conn);
-            return Err(Failure::Insert(err, intake));
+            return Err(Failure::Insert(err));
         }
     };
-    drop(intake);
+    slot.inserted(&stored);
     match Tm::commit_transaction(conn) {
         Ok(()) => Ok(stored),
         Err(err) => {
@@ -425,7 +479,6 @@ fn insert_one(conn: &mut DbConnection, row: &NewMessage, cluster: bool) -> RowRe
 
 /// A new message's delivery: the recipient's connections and the sender's other ones.
 struct FanOut {
-    id: i64,
     out: Outbound,
     sender_id: i64,
     recipient_id: i64,
@@ -440,6 +493,14 @@ struct Release {
 }
 
 impl Release {
+    /// Where it goes in the release order: its id; an error (nothing stored) at once.
+    fn order_key(&self) -> i64 {
+        match &self.outcome {
+            Ok(stored) => stored.message.id,
+            Err(_) => i64::MIN,
+        }
+    }
+
     fn deliver(self, bus: &Bus) {
         if let Some(f) = &self.fan_out {
             bus.to_user(f.recipient_id, &f.out, None);
@@ -460,7 +521,6 @@ fn prepare(batch: &mut Vec<PendingMessage>, results: Vec<RowResult>) -> Vec<Rele
                 let message =
                     MessageView::from_row(&row, pending.sender_name, pending.recipient_name);
                 let fan_out = created.then(|| FanOut {
-                    id: row.id,
                     out: Outbound::Message {
                         id: row.id,
                         text: ServerFrame::Message {
@@ -485,6 +545,6 @@ fn prepare(batch: &mut Vec<PendingMessage>, results: Vec<RowResult>) -> Vec<Rele
             },
         })
         .collect();
-    releases.sort_by_key(|r| r.fan_out.as_ref().map_or(0, |f| f.id));
+    releases.sort_by_key(Release::order_key);
     releases
 }
