@@ -5,10 +5,12 @@
 #   bench/measure.sh sqlite idle --connections 5000 --sources 127.0.0.2,127.0.0.3,127.0.0.4
 #   bench/measure.sh postgres dm --pairs 50 --rate 0 --duration 10
 #   bench/measure.sh mysql dm --pairs 50 --rate 0 --duration 10
+#   bench/measure.sh postgres store --writers 8 --batch 100 --duration 10   # no server: the ceiling
 #
 # For idle, --server-pid is filled in. PostgreSQL and MariaDB must run on 127.0.0.1 (postgres
 # user / root without password); a fresh database is created per run and dropped after.
-# Extra server settings can be passed through the environment (PYCHAT_*).
+# Extra server settings can be passed through the environment (PYCHAT_*); PYCHAT_SERVER_BIN runs
+# another server binary (an older build, for before/after figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,13 +52,20 @@ mysql)
     ;;
 esac
 
+if [ "$SCENARIO" = store ]; then
+    # The storage ceiling: the same fresh database, no server.
+    STORE_URL="${PYCHAT_DATABASE_URL:-sqlite://$DATA/store.sqlite3}"
+    target/release/pychat-bench store --database-url "$STORE_URL" "$@"
+    exit
+fi
+
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 URL="http://127.0.0.1:$PORT"
 PYCHAT_BIND="127.0.0.1:$PORT" PYCHAT_DATA_DIR="$DATA" PYCHAT_BCRYPT_COST="${PYCHAT_BCRYPT_COST:-4}" \
     PYCHAT_WS_RATE_PER_SEC="${PYCHAT_WS_RATE_PER_SEC:-100000}" \
     PYCHAT_WS_RATE_BURST="${PYCHAT_WS_RATE_BURST:-100000}" \
     PYCHAT_ROOM_MAX_PEERS="${PYCHAT_ROOM_MAX_PEERS:-16}" PYCHAT_LOG="${PYCHAT_LOG:-warn}" \
-    target/release/pychat serve >"$DATA/server.log" 2>&1 &
+    "${PYCHAT_SERVER_BIN:-target/release/pychat}" serve >"$DATA/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
     curl -fsS -o /dev/null "$URL/readyz" 2>/dev/null && break

@@ -3,7 +3,7 @@
 # never rots: pychat (temp SQLite dir, free port) for idle, dm, signal, fan-out (fixed rate,
 # saturation, stored), login storm; two pychat instances through a private Redis for the cluster
 # runs; every peer of bench/peers (installed by bench/peers/install.sh) for idle, dm, signal and
-# fan-out. Checks each printed JSON object for its fields and nonzero counts; exits non-zero on
+# fan-out; the store-only ceiling on its own temp SQLite file. Checks each printed JSON object for its fields and nonzero counts; exits non-zero on
 # any failure. Takes well under a minute once built.
 #
 #   bench/smoke.sh            # debug build (the one tests use)
@@ -89,6 +89,7 @@ run fanout "$URL" fanout --listeners 5 --sources 127.0.0.2
 run fanout_saturated "$URL" fanout --listeners 5 --rate 0
 run fanout_stored "$URL" fanout --listeners 5 --stored
 run login "$URL" login
+run store "$URL" store --database-url "sqlite://$DATA/store.sqlite3" --writers 2 --batch 50
 
 # The cluster: two instances on one SQLite file through a private Redis.
 REDIS_PORT="$(free_port)"
@@ -130,6 +131,7 @@ checks = {
     "fanout_saturated": fanout,
     "fanout_stored": ["sent", "acked", "delivered", "latency.count"],
     "login": ["logins", "calm_latency.count", "storm_latency.count"],
+    "store": ["rows", "transactions", "rows_per_sec", "commit_latency.count", "tx_latency.count"],
     "cluster_dm": dm,
     "cluster_fanout": fanout,
 }

@@ -9,6 +9,7 @@
 //! pychat-bench fanout --server http://127.0.0.1:8080 --listeners 100 --rate 1000 --duration 5
 //! pychat-bench login  --server http://127.0.0.1:8080 --concurrency 8 --phase 5
 //! pychat-bench --target socketio --server http://127.0.0.1:3001 --cluster http://127.0.0.1:3002 fanout --listeners 100 --rate 0
+//! pychat-bench store  --database-url postgres://postgres@127.0.0.1/bench --writers 8 --batch 100 --duration 10
 //! ```
 //! `--tiny` shrinks any scenario to a run of a second or two, for the smoke test.
 
@@ -19,6 +20,7 @@ mod idle;
 mod login;
 mod relay;
 mod signal;
+mod store;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -156,6 +158,24 @@ enum Scenario {
         #[arg(long, default_value_t = 16)]
         accounts: usize,
     },
+    /// No server: the same rows as dm inserted straight into a database (the storage ceiling).
+    Store {
+        /// sqlite://PATH, postgres://… or mysql://… (migrations are applied first).
+        #[arg(long)]
+        database_url: String,
+        /// Writer threads, one connection and one transaction at a time each.
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
+        /// Rows per transaction (one multi-row INSERT).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Seconds of inserting.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Pairs of users the rows are spread over, as dm's --pairs.
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+    },
 }
 
 fn main() {
@@ -184,6 +204,27 @@ fn print_report(report: &serde_json::Value) {
 }
 
 async fn run(cli: Cli) -> client::Result<serde_json::Value> {
+    if let Scenario::Store {
+        database_url,
+        writers,
+        batch,
+        duration,
+        pairs,
+    } = cli.scenario
+    {
+        let args = store::Args {
+            database_url,
+            writers,
+            batch,
+            duration_secs: if cli.tiny {
+                duration.min(1.0)
+            } else {
+                duration
+            },
+            pairs,
+        };
+        return tokio::task::spawn_blocking(move || store::run(args)).await?;
+    }
     let server = client::Server::new(&cli.server).await?;
     let mut servers = vec![server.clone()];
     if let Some(second) = &cli.cluster {
@@ -298,6 +339,7 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
             };
             login::run(server, args).await
         }
+        Scenario::Store { .. } => unreachable!("handled above"),
     }
 }
 
@@ -360,6 +402,6 @@ fn relay_plan(scenario: &Scenario, tiny: bool) -> Option<Plan> {
             pad: 120,
             duration_secs: secs(duration),
         },
-        Scenario::Idle { .. } | Scenario::Login { .. } => return None,
+        Scenario::Idle { .. } | Scenario::Login { .. } | Scenario::Store { .. } => return None,
     })
 }

@@ -49,6 +49,7 @@ impl AppState {
             ChatLimits {
                 replay_page: 200,
                 replay_max: settings.replay_max,
+                message_writers: settings.message_writers,
             },
         );
         let tickets = bus

@@ -50,6 +50,8 @@ pub struct RawSettings {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub database_pool_size: u32,
+    /// Message writer threads; unset: the backend's default (SQLite and clusters use one).
+    pub message_writers: Option<usize>,
     pub redis_url: Option<String>,
     pub jwt_secret: Option<Secret>,
     pub bcrypt_cost: u32,
@@ -89,6 +91,7 @@ impl Default for RawSettings {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             database_pool_size: 16,
+            message_writers: None,
             redis_url: None,
             jwt_secret: None,
             bcrypt_cost: 12,
@@ -145,6 +148,7 @@ impl RawSettings {
         "data_dir",
         "database_url",
         "database_pool_size",
+        "message_writers",
         "redis_url",
         "jwt_secret",
         "bcrypt_cost",
@@ -220,6 +224,23 @@ impl RawSettings {
         }
         if self.database_pool_size == 0 {
             return Err(ConfigError::new("database_pool_size", "must be at least 1"));
+        }
+        if let Some(writers) = self.message_writers {
+            let max = crate::chat::MAX_WRITERS;
+            if !(1..=max).contains(&writers) {
+                return Err(ConfigError::new(
+                    "message_writers",
+                    format!("must be between 1 and {max}"),
+                ));
+            }
+            // Each writer holds a connection while it inserts and commits; leave the rest for
+            // replays and REST.
+            if u32::try_from(writers).unwrap_or(u32::MAX) >= self.database_pool_size {
+                return Err(ConfigError::new(
+                    "message_writers",
+                    "must be below PYCHAT_DATABASE_POOL_SIZE",
+                ));
+            }
         }
         if self.access_token_ttl_secs < 30 {
             return Err(ConfigError::new(
@@ -337,6 +358,7 @@ impl RawSettings {
             data_dir: self.data_dir,
             database_url,
             database_pool_size: self.database_pool_size,
+            message_writers: self.message_writers,
             redis_url,
             jwt_secret,
             bcrypt_cost: self.bcrypt_cost,
@@ -449,6 +471,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: DatabaseUrl,
     pub database_pool_size: u32,
+    pub message_writers: Option<usize>,
     pub redis_url: Option<Secret>,
     pub jwt_secret: Secret,
     pub bcrypt_cost: u32,
@@ -473,6 +496,7 @@ impl Settings {
             data_dir = %self.data_dir.display(),
             database = %self.database_url.redacted(),
             database_pool_size = self.database_pool_size,
+            message_writers = self.message_writers.map_or("auto".to_string(), |w| w.to_string()),
             redis = %self.redis_url.as_ref().map_or("in-process".to_string(), |url| redact_url(url.expose())),
             jwt_secret = "[redacted]",
             bcrypt_cost = self.bcrypt_cost,

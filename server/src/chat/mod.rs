@@ -9,7 +9,7 @@ pub use directory::Directory;
 pub use service::{
     Chat, ChatLimits, ConversationPage, ConversationView, HistoryPage, Identity, ReadState, Replay,
 };
-pub use writer::{MAX_BATCH, MessageWriter};
+pub use writer::{MAX_BATCH, MAX_WRITERS, MessageWriter, default_writers};
 
 use serde::Serialize;
 use time::OffsetDateTime;

@@ -25,13 +25,15 @@ pub struct Identity {
     pub username: String,
 }
 
-/// Tunables for replay.
+/// Tunables for replay and storage.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatLimits {
     /// Messages sent per replay page.
     pub replay_page: i64,
     /// More missed messages than this: the client is told to resync over REST.
     pub replay_max: i64,
+    /// Message writer threads; `None`: the backend's default.
+    pub message_writers: Option<usize>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -94,7 +96,7 @@ fn field(field: &'static str, code: &'static str, message: impl Into<String>) ->
 
 impl Chat {
     pub fn new(db: Db, bus: Bus, limits: ChatLimits) -> Self {
-        let writer = MessageWriter::start(db.clone(), bus.clone());
+        let writer = MessageWriter::start(db.clone(), bus.clone(), limits.message_writers);
         Self {
             directory: Directory::new(db.clone()),
             db,
@@ -235,16 +237,25 @@ impl Chat {
         self.db
             .run(move |conn| {
                 let limits = this.limits;
-                let missed =
-                    messages::count_after_for_user(conn, user_id, after, limits.replay_max + 1)?;
+                // Read before the queries: nothing above it may be shown yet.
+                let upto = this.writer.visible_up_to()?;
+                let missed = messages::count_after_for_user(
+                    conn,
+                    user_id,
+                    after,
+                    upto,
+                    limits.replay_max + 1,
+                )?;
                 if missed > usize::try_from(limits.replay_max).unwrap_or(usize::MAX) {
-                    let newest_id = messages::newest_for_user(conn, user_id)?.unwrap_or(after);
+                    let newest_id =
+                        messages::newest_for_user(conn, user_id, upto)?.unwrap_or(after);
                     return Ok(Replay::TooLarge { newest_id });
                 }
                 let mut pages = Vec::new();
                 let mut cursor = after;
                 loop {
-                    let rows = messages::after_for_user(conn, user_id, cursor, limits.replay_page)?;
+                    let rows =
+                        messages::after_for_user(conn, user_id, cursor, upto, limits.replay_page)?;
                     let Some(last) = rows.last() else { break };
                     cursor = last.id;
                     let full = rows.len() as i64 == limits.replay_page;
@@ -271,7 +282,9 @@ impl Chat {
         let user_id = user.user_id;
         self.db
             .run(move |conn| {
-                let mut rows = messages::pair_page(conn, user_id, peer_id, cursor, limit + 1)?;
+                let upto = this.writer.visible_up_to()?;
+                let mut rows =
+                    messages::pair_page(conn, user_id, peer_id, cursor, upto, limit + 1)?;
                 let has_more = rows.len() as i64 > limit;
                 if has_more {
                     // The extra row lies beyond the page: the oldest when paging back, the
@@ -337,7 +350,8 @@ impl Chat {
         let mut page = self
             .db
             .run(move |conn| {
-                let mut peers = messages::peers_with_last_id(conn, user_id)?;
+                let upto = this.writer.visible_up_to()?;
+                let mut peers = messages::peers_with_last_id(conn, user_id, upto)?;
                 peers.sort_by_key(|&(_, last)| std::cmp::Reverse(last));
                 if let Some(before) = before {
                     peers.retain(|(_, last)| *last < before);
@@ -481,7 +495,8 @@ impl Chat {
                 } else {
                     None
                 };
-                let peers = messages::peers_with_last_id(conn, user_id)?;
+                // Only who to tell: any stored message makes a peer.
+                let peers = messages::peers_with_last_id(conn, user_id, i64::MAX)?;
                 Ok((last_seen, peers))
             })
             .await?;

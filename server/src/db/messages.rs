@@ -151,17 +151,28 @@ pub fn find_by_client_id(
         .optional()
 }
 
-/// Messages sent or received by `user_id` with an id above `after`, oldest first, at most `limit`.
+/// The newest stored message id, if any.
+pub fn newest_id(conn: &mut DbConnection) -> QueryResult<Option<i64>> {
+    messages::table.select(max(messages::id)).first(conn)
+}
+
+// Every read that a client can take a resume cursor from takes `upto`, the writers' released
+// watermark (`MessageWriter::visible_up_to`): rows above it may sit above an uncommitted gap.
+
+/// Messages sent or received by `user_id` with an id in `(after, upto]`, oldest first, at most
+/// `limit`.
 pub fn after_for_user(
     conn: &mut DbConnection,
     user_id: i64,
     after: i64,
+    upto: i64,
     limit: i64,
 ) -> QueryResult<Vec<MessageRow>> {
     // Two index range scans merged here: portable, and each uses its own (user, id) index.
     let received: Vec<MessageRow> = messages::table
         .filter(messages::recipient_id.eq(user_id))
         .filter(messages::id.gt(after))
+        .filter(messages::id.le(upto))
         .order(messages::id.asc())
         .limit(limit)
         .select(MessageRow::as_select())
@@ -170,6 +181,7 @@ pub fn after_for_user(
         .filter(messages::sender_id.eq(user_id))
         .filter(messages::recipient_id.ne(user_id))
         .filter(messages::id.gt(after))
+        .filter(messages::id.le(upto))
         .order(messages::id.asc())
         .limit(limit)
         .select(MessageRow::as_select())
@@ -181,16 +193,18 @@ pub fn after_for_user(
     Ok(merged)
 }
 
-/// How many messages of `user_id` are newer than `after`, counting no further than `cap`.
+/// How many messages of `user_id` have an id in `(after, upto]`, counting no further than `cap`.
 pub fn count_after_for_user(
     conn: &mut DbConnection,
     user_id: i64,
     after: i64,
+    upto: i64,
     cap: i64,
 ) -> QueryResult<usize> {
     let received: Vec<i64> = messages::table
         .filter(messages::recipient_id.eq(user_id))
         .filter(messages::id.gt(after))
+        .filter(messages::id.le(upto))
         .limit(cap)
         .select(messages::id)
         .load(conn)?;
@@ -198,20 +212,27 @@ pub fn count_after_for_user(
         .filter(messages::sender_id.eq(user_id))
         .filter(messages::recipient_id.ne(user_id))
         .filter(messages::id.gt(after))
+        .filter(messages::id.le(upto))
         .limit(cap)
         .select(messages::id)
         .load(conn)?;
     Ok(received.len() + sent.len())
 }
 
-/// The newest message id of `user_id`, sent or received.
-pub fn newest_for_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<Option<i64>> {
+/// The newest message id of `user_id`, sent or received, up to `upto`.
+pub fn newest_for_user(
+    conn: &mut DbConnection,
+    user_id: i64,
+    upto: i64,
+) -> QueryResult<Option<i64>> {
     let received: Option<i64> = messages::table
         .filter(messages::recipient_id.eq(user_id))
+        .filter(messages::id.le(upto))
         .select(max(messages::id))
         .first(conn)?;
     let sent: Option<i64> = messages::table
         .filter(messages::sender_id.eq(user_id))
+        .filter(messages::id.le(upto))
         .select(max(messages::id))
         .first(conn)?;
     Ok(received.max(sent))
@@ -228,17 +249,19 @@ pub enum PageCursor {
     After(i64),
 }
 
-/// A page of the conversation between `a` and `b`, oldest first.
+/// A page of the conversation between `a` and `b` (ids up to `upto`), oldest first.
 pub fn pair_page(
     conn: &mut DbConnection,
     a: i64,
     b: i64,
     cursor: PageCursor,
+    upto: i64,
     limit: i64,
 ) -> QueryResult<Vec<MessageRow>> {
     let query = messages::table
         .filter(messages::user_low.eq(a.min(b)))
         .filter(messages::user_high.eq(a.max(b)))
+        .filter(messages::id.le(upto))
         .select(MessageRow::as_select())
         .limit(limit)
         .into_boxed();
@@ -257,15 +280,21 @@ pub fn pair_page(
     Ok(rows)
 }
 
-/// Every peer of `user_id` with the id of the newest message between them.
-pub fn peers_with_last_id(conn: &mut DbConnection, user_id: i64) -> QueryResult<Vec<(i64, i64)>> {
+/// Every peer of `user_id` with the id of the newest message between them (up to `upto`).
+pub fn peers_with_last_id(
+    conn: &mut DbConnection,
+    user_id: i64,
+    upto: i64,
+) -> QueryResult<Vec<(i64, i64)>> {
     let received: Vec<(i64, Option<i64>)> = messages::table
         .filter(messages::recipient_id.eq(user_id))
+        .filter(messages::id.le(upto))
         .group_by(messages::sender_id)
         .select((messages::sender_id, max(messages::id)))
         .load(conn)?;
     let sent: Vec<(i64, Option<i64>)> = messages::table
         .filter(messages::sender_id.eq(user_id))
+        .filter(messages::id.le(upto))
         .group_by(messages::recipient_id)
         .select((messages::recipient_id, max(messages::id)))
         .load(conn)?;

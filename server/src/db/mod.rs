@@ -222,6 +222,11 @@ impl Db {
         self.backend
     }
 
+    /// Most connections the pool opens.
+    pub fn pool_size(&self) -> u32 {
+        self.pool.max_size()
+    }
+
     /// Applies the embedded migrations of this backend that have not run yet.
     pub fn migrate(&self, url: &DatabaseUrl) -> Result<Vec<String>, StartupError> {
         let migrate_error = |message: String| StartupError::Migrate {

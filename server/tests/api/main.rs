@@ -12,4 +12,5 @@ mod realtime;
 mod tokens;
 mod upgrade;
 mod web_app;
+mod writers;
 mod ws_client;

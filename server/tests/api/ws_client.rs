@@ -118,6 +118,20 @@ impl WsClient {
         }
     }
 
+    /// The next JSON text frame if one arrives within `wait`; `None` when quiet.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let next = tokio::time::timeout(wait, self.socket.next()).await.ok()?;
+            match next.expect("connection ended").expect("websocket error") {
+                Message::Text(text) => {
+                    return Some(serde_json::from_str(&text).expect("JSON frame"));
+                }
+                Message::Close(frame) => panic!("closed by server: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
     /// The next frame of `kind`, skipping any other frame.
     pub async fn next_of(&mut self, kind: &str) -> Value {
         loop {
