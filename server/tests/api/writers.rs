@@ -139,7 +139,7 @@ async fn resuming_client_misses_nothing_while_writers_race(app: TestApp) {
         (seen, reconnects)
     };
 
-    let (_, (seen, reconnects)) = futures_util::join!(join_all(send_all), receive);
+    let (_, (seen, reconnects)) = tokio::join!(join_all(send_all), receive);
     let acked = acked.into_inner();
     assert_eq!(acked.len(), total, "every send acked");
     let seen_set: BTreeSet<i64> = seen.iter().copied().collect();
