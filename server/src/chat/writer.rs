@@ -49,7 +49,8 @@ use crate::ws::protocol::ServerFrame;
 use super::MessageView;
 
 /// Most rows in one INSERT (8 binds each stays far below every backend's limit). A batch's
-/// fan-out lands on a recipient's queue at once, so connection queues must hold two batches.
+/// fan-out lands on a recipient's queue at once (one release can carry a batch from each
+/// writer), so connection queues must hold at least two batches; the default holds eight.
 pub const MAX_BATCH: usize = 256;
 /// Most writer threads `PYCHAT_MESSAGE_WRITERS` may ask for.
 pub const MAX_WRITERS: usize = 32;
