@@ -103,7 +103,9 @@ impl Default for RawSettings {
             ws_client_timeout_secs: 60,
             ws_rate_per_sec: 30.0,
             ws_rate_burst: 60.0,
-            ws_outbound_queue: 1024,
+            // One release of several writers can bring a user up to a batch per writer at once;
+            // the capacity costs nothing until used (the channel grows in 32-slot blocks).
+            ws_outbound_queue: 2048,
             replay_max: 1000,
             stun_urls: String::new(),
             turn_urls: String::new(),
@@ -559,6 +561,26 @@ mod tests {
         };
         let err = raw.resolve().expect_err("short secret accepted");
         assert_eq!(err.setting, "PYCHAT_JWT_SECRET");
+    }
+
+    #[test]
+    fn message_writers_must_leave_pool_connections() {
+        for (writers, pool) in [(0, 16), (16, 16), (crate::chat::MAX_WRITERS + 1, 64)] {
+            let raw = RawSettings {
+                message_writers: Some(writers),
+                database_pool_size: pool,
+                jwt_secret: Some(Secret::new("x".repeat(32))),
+                ..RawSettings::default()
+            };
+            let err = raw.resolve().expect_err("bad writer count accepted");
+            assert_eq!(err.setting, "PYCHAT_MESSAGE_WRITERS");
+        }
+        let raw = RawSettings {
+            message_writers: Some(4),
+            jwt_secret: Some(Secret::new("x".repeat(32))),
+            ..RawSettings::default()
+        };
+        assert_eq!(raw.resolve().expect("4 writers").message_writers, Some(4));
     }
 
     #[test]

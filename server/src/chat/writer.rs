@@ -49,7 +49,8 @@ use crate::ws::protocol::ServerFrame;
 use super::MessageView;
 
 /// Most rows in one INSERT (8 binds each stays far below every backend's limit). A batch's
-/// fan-out lands on a recipient's queue at once, so connection queues must hold two batches.
+/// fan-out lands on a recipient's queue at once (one release can carry a batch from each
+/// writer), so connection queues must hold at least two batches; the default holds eight.
 pub const MAX_BATCH: usize = 256;
 /// Most writer threads `PYCHAT_MESSAGE_WRITERS` may ask for.
 pub const MAX_WRITERS: usize = 32;
@@ -105,6 +106,9 @@ struct Shared {
     bus: Bus,
     cluster: bool,
     order: Mutex<Order>,
+    /// Held (before `order`) while a release is delivered: one release at a time, in order,
+    /// while other writers can still register and note their ids.
+    delivery: Mutex<()>,
     visible: Arc<Watermark>,
 }
 
@@ -157,6 +161,7 @@ impl MessageWriter {
                 next_batch: 0,
                 batches: BTreeMap::new(),
             }),
+            delivery: Mutex::new(()),
             visible: visible.clone(),
         });
         tracing::info!(writers, "message writers");
@@ -300,35 +305,45 @@ impl<'a> Slot<'a> {
         // Rows stored one by one (or under the cluster lock) were not noted at their INSERT.
         let newest = releases
             .iter()
-            .filter(|r| r.fan_out.is_some())
+            .filter(|r| r.created())
             .map(Release::order_key)
             .max();
-        let mut order = lock(&self.shared.order);
-        if let (Some(newest), Some(high)) = (newest, order.high) {
-            order.high = Some(high.max(newest));
-        }
-        if let Some(batch) = order.batches.get_mut(&self.number) {
-            batch.committed = true;
-            batch.waiting = releases.into();
-        }
-        release_ready(self.shared, &mut order);
+        let delivery = lock(&self.shared.delivery);
+        let ready = {
+            let mut order = lock(&self.shared.order);
+            if let (Some(newest), Some(high)) = (newest, order.high) {
+                order.high = Some(high.max(newest));
+            }
+            if let Some(batch) = order.batches.get_mut(&self.number) {
+                batch.committed = true;
+                batch.waiting = releases.into();
+            }
+            take_ready(self.shared, &mut order)
+        };
+        deliver(self.shared, ready);
+        drop(delivery);
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let mut order = lock(&self.shared.order);
-            order.batches.remove(&self.number);
-            release_ready(self.shared, &mut order);
+            let delivery = lock(&self.shared.delivery);
+            let ready = {
+                let mut order = lock(&self.shared.order);
+                order.batches.remove(&self.number);
+                take_ready(self.shared, &mut order)
+            };
+            deliver(self.shared, ready);
+            drop(delivery);
         }
     }
 }
 
-/// Releases, in id order, every committed row that no uncommitted batch can precede (rule 3).
-/// Runs under the order lock: one release at a time, so each connection's queue gets ids in
-/// order.
-fn release_ready(shared: &Shared, order: &mut Order) {
+/// Takes, in id order, every committed row that no uncommitted batch can precede (rule 3), and
+/// moves the watermark up to that bound. The caller holds the delivery lock and delivers them
+/// before the next release is taken, so each connection's queue gets ids in order.
+fn take_ready(shared: &Shared, order: &mut Order) -> Vec<Release> {
     let high = order.high.unwrap_or(NOT_READY);
     let bound = order
         .batches
@@ -354,6 +369,12 @@ fn release_ready(shared: &Shared, order: &mut Order) {
     ready.sort_by_key(Release::order_key);
     // Before the fan-out (rule 4): everything up to the bound is released or about to be.
     shared.visible.released.fetch_max(bound, Ordering::SeqCst);
+    ready
+}
+
+/// Acks and fans out, building each frame just before it goes, so the first acks of a batch
+/// leave while the rest are still being serialised.
+fn deliver(shared: &Shared, ready: Vec<Release>) {
     for release in ready {
         release.deliver(&shared.bus);
     }
@@ -477,73 +498,55 @@ fn insert_one(conn: &mut DbConnection, row: &NewMessage, cluster: bool) -> RowRe
     }
 }
 
-/// A new message's delivery: the recipient's connections and the sender's other ones.
-struct FanOut {
-    out: Outbound,
-    sender_id: i64,
-    recipient_id: i64,
-    origin: Option<ConnId>,
-}
-
-/// One sender's answer, ready before the batch's turn so the turn itself is short.
+/// One sender's answer, waiting for its turn.
 struct Release {
-    reply: oneshot::Sender<Result<Stored, AppError>>,
-    outcome: Result<Stored, AppError>,
-    fan_out: Option<FanOut>,
+    pending: PendingMessage,
+    result: RowResult,
 }
 
 impl Release {
     /// Where it goes in the release order: its id; an error (nothing stored) at once.
     fn order_key(&self) -> i64 {
-        match &self.outcome {
-            Ok(stored) => stored.message.id,
+        match &self.result {
+            Ok((row, _)) => row.id,
             Err(_) => i64::MIN,
         }
     }
 
+    fn created(&self) -> bool {
+        matches!(self.result, Ok((_, true)))
+    }
+
+    /// Acks the sender and, for a new message, delivers it to the recipient's connections and
+    /// the sender's other ones.
     fn deliver(self, bus: &Bus) {
-        if let Some(f) = &self.fan_out {
-            bus.to_user(f.recipient_id, &f.out, None);
-            bus.to_user(f.sender_id, &f.out, f.origin);
-        }
+        let Self { pending, result } = self;
+        let reply = result.map(|(row, created)| {
+            let message = MessageView::from_row(&row, pending.sender_name, pending.recipient_name);
+            if created {
+                let out = Outbound::Message {
+                    id: row.id,
+                    text: ServerFrame::Message {
+                        message: message.clone(),
+                    }
+                    .to_text(),
+                };
+                bus.to_user(row.recipient_id, &out, None);
+                bus.to_user(row.sender_id, &out, pending.origin);
+            }
+            Stored { message, created }
+        });
         // The sender may have gone; the message is stored and was fanned out regardless.
-        let _ = self.reply.send(self.outcome);
+        let _ = pending.reply.send(reply);
     }
 }
 
-/// Builds every answer and frame of the batch, in id order.
+/// Pairs each message with its outcome, in id order.
 fn prepare(batch: &mut Vec<PendingMessage>, results: Vec<RowResult>) -> Vec<Release> {
     let mut releases: Vec<Release> = batch
         .drain(..)
         .zip(results)
-        .map(|(pending, result)| match result {
-            Ok((row, created)) => {
-                let message =
-                    MessageView::from_row(&row, pending.sender_name, pending.recipient_name);
-                let fan_out = created.then(|| FanOut {
-                    out: Outbound::Message {
-                        id: row.id,
-                        text: ServerFrame::Message {
-                            message: message.clone(),
-                        }
-                        .to_text(),
-                    },
-                    sender_id: row.sender_id,
-                    recipient_id: row.recipient_id,
-                    origin: pending.origin,
-                });
-                Release {
-                    reply: pending.reply,
-                    outcome: Ok(Stored { message, created }),
-                    fan_out,
-                }
-            }
-            Err(err) => Release {
-                reply: pending.reply,
-                outcome: Err(err),
-                fan_out: None,
-            },
-        })
+        .map(|(pending, result)| Release { pending, result })
         .collect();
     releases.sort_by_key(Release::order_key);
     releases
