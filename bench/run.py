@@ -451,6 +451,16 @@ class Bench:
             "command": "make bench", "machine": self.machine(), "runs": self.runs,
         }
         path = self.results_dir() / f"{self.date()}.json"
+        if self.args.merge and path.exists():
+            # Runs of this invocation replace those of the same label and target.
+            fresh = {(r["label"], r["target"]) for r in self.runs}
+            earlier = json.loads(path.read_text())
+            kept = [r for r in earlier["runs"] if (r["label"], r["target"]) not in fresh]
+            result["runs"] = kept + self.runs
+            result["duration_secs"] = earlier["duration_secs"]
+            result["reruns"] = earlier.get("reruns", []) + [
+                {"only": self.args.only, "commit": result["machine"]["pychat_commit"]}]
+            result["machine"] = earlier["machine"]
         path.write_text(json.dumps(result, indent=1) + "\n")
         log(f"wrote {path.relative_to(ROOT)}")
         if not self.args.no_docs:
@@ -606,6 +616,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated: " + ",".join(SCENARIOS))
     parser.add_argument("--no-docs", action="store_true", help="write the JSON only")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep today's other results and replace only the runs made now")
     args = parser.parse_args()
     bench = Bench(args)
     started = time.time()
