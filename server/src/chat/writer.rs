@@ -13,9 +13,12 @@
 //! 1. **Senders stay in order**: a message goes to the writer chosen by its sender, so one
 //!    sender's messages are stored one batch after another, in the order sent.
 //! 2. **Floors**: before a batch's INSERT starts, it is registered with the highest id any INSERT
-//!    has returned so far. Ids only grow (PostgreSQL's sequence, InnoDB's auto-increment,
-//!    SQLite's one writer), so every id the batch gets lies above that floor. Once the INSERT
-//!    returns, the batch's lowest id replaces the floor.
+//!    has returned so far. Ids are handed out in increasing order of time (PostgreSQL's identity
+//!    sequence, which must keep the default CACHE 1; InnoDB's auto-increment counter, in any
+//!    `innodb_autoinc_lock_mode`; SQLite's one writer), so every id the batch gets lies above
+//!    that floor. Once the INSERT returns, the batch's lowest id replaces the floor. (MySQL's
+//!    read-back by `LAST_INSERT_ID()` range checks that the range holds exactly its own rows,
+//!    and reads by key otherwise.)
 //! 3. **Release**: a stored row is acked and fanned out only once no uncommitted batch can hold a
 //!    lower id (the bound: the lowest floor or lowest id of the batches not yet committed). Rows
 //!    are released one release at a time, in id order across batches, so every connection gets
