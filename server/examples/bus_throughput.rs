@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use pychat::bus::delivery::LogChannel;
 use pychat::bus::{Bus, RedisBus};
 use pychat::ws::FrameText;
 use pychat::ws::hub::{Hub, Outbound};
@@ -21,13 +22,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let users: i64 = args.next().map_or(Ok(100), |a| a.parse())?;
     let frames: u64 = args.next().map_or(Ok(200_000), |a| a.parse())?;
 
+    // Nothing here stores messages: the log channels only have to exist.
+    let (sender_log, receiver_log) = (LogChannel::default(), LogChannel::default());
     let sender_hub = Hub::new(1);
     let receiver_hub = Hub::new(2);
     let sender = Bus::with_redis(
         sender_hub.clone(),
-        RedisBus::connect(&url, 1, sender_hub).await?,
+        RedisBus::connect(&url, 1, sender_hub, sender_log.inbox()).await?,
     );
-    let receiver = RedisBus::connect(&url, 2, receiver_hub.clone()).await?;
+    let receiver = RedisBus::connect(&url, 2, receiver_hub.clone(), receiver_log.inbox()).await?;
 
     let delivered = Arc::new(AtomicU64::new(0));
     for user in 0..users {

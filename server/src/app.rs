@@ -12,6 +12,7 @@ use actix_web::{App, web};
 
 use crate::accounts::Accounts;
 use crate::auth::{PasswordHasher, TokenIssuer};
+use crate::bus::delivery::LogChannel;
 use crate::bus::{Bus, RedisBus};
 use crate::calls::Calls;
 use crate::calls::ice::IceConfig;
@@ -35,7 +36,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: &Settings, db: Db, bus: Bus) -> Self {
+    /// `log`: the delivery thread's queue the bus was connected to; `log_start`: the newest
+    /// message id at start-up.
+    pub fn new(settings: &Settings, db: Db, bus: Bus, log: LogChannel, log_start: i64) -> Self {
         let tokens = TokenIssuer::new(&settings.jwt_secret, settings.access_token_ttl);
         let accounts = Accounts::new(
             db.clone(),
@@ -46,6 +49,8 @@ impl AppState {
         let chat = Chat::new(
             db.clone(),
             bus.clone(),
+            log,
+            log_start,
             ChatLimits {
                 replay_page: 200,
                 replay_max: settings.replay_max,
@@ -98,9 +103,19 @@ pub fn open_database(settings: &Settings) -> Result<Db, StartupError> {
     Ok(db)
 }
 
+/// The newest message id: where this instance's delivery of the message log starts (before any
+/// connection, so every connection replays what came before from the database).
+fn log_start(db: &Db) -> Result<i64, StartupError> {
+    db.with_connection(|conn| Ok(crate::db::messages::newest_id(conn)?.unwrap_or(0)))
+        .map_err(|err| StartupError::Migrate {
+            url: "the message log".into(),
+            message: err.to_string(),
+        })
+}
+
 /// The in-process bus, or the Redis one when configured. The instance id tells this instance's
 /// connections and publishes apart from every other's.
-async fn connect_bus(settings: &Settings) -> Result<Bus, RunError> {
+async fn connect_bus(settings: &Settings, log: &LogChannel) -> Result<Bus, RunError> {
     let instance = loop {
         let id: u32 = rand::random();
         if id != 0 {
@@ -111,8 +126,9 @@ async fn connect_bus(settings: &Settings) -> Result<Bus, RunError> {
     let Some(url) = &settings.redis_url else {
         return Ok(Bus::in_process(hub));
     };
-    let redis = RedisBus::connect(url.expose(), instance, hub.clone()).await?;
+    let redis = RedisBus::connect(url.expose(), instance, hub.clone(), log.inbox()).await?;
     tracing::info!(instance, "fan-out through redis");
+    actix_web::rt::spawn(redis.clone().supervise(hub.clone(), log.inbox()));
     let sweeper = redis.clone();
     let sweep_hub = hub.clone();
     actix_web::rt::spawn(async move {
@@ -170,12 +186,17 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, RunError> {
         let db_settings = settings.clone();
-        let db = web::block(move || open_database(&db_settings))
-            .await
-            .map_err(std::io::Error::other)??;
+        let (db, start) = web::block(move || {
+            let db = open_database(&db_settings)?;
+            let start = log_start(&db)?;
+            Ok::<_, StartupError>((db, start))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         tracing::info!(backend = %db.backend(), "database ready");
-        let bus = connect_bus(&settings).await?;
-        let state = web::Data::new(AppState::new(&settings, db, bus));
+        let log = LogChannel::default();
+        let bus = connect_bus(&settings, &log).await?;
+        let state = web::Data::new(AppState::new(&settings, db, bus, log, start));
         maintain_cluster(&state, settings.instance_timeout);
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| RunError::Bind {

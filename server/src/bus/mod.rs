@@ -1,8 +1,13 @@
-//! The fan-out seam: everything that reaches a user goes through [`Bus`]. Delivery to this
-//! instance's own connections is always direct (through the [`Hub`]); with Redis configured the
-//! same frame is also published for the other instances (see [`redis`]).
+//! The fan-out seam: everything that reaches a user goes through here. Stored messages go as
+//! the message log ([`log`]), delivered in order by one thread per instance ([`delivery`],
+//! [`sequencer`]); every other frame goes through [`Bus`]. Delivery to this instance's own
+//! connections is always direct (through the [`Hub`]); with Redis configured the same frame or
+//! batch is also published for the other instances (see [`redis`]).
 
+pub mod delivery;
+pub mod log;
 pub mod redis;
+pub mod sequencer;
 
 use crate::ws::hub::{ConnId, Hub, Outbound};
 

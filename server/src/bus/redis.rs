@@ -1,22 +1,34 @@
 //! Fan-out through Redis for several instances behind one address.
 //!
-//! Every user has a channel, `pychat:u:{user_id}`. An instance subscribes to the channels of the
-//! users connected to it, all on ONE subscriber connection (Redis's cost grows with subscriber
-//! connections, not channels), and fans each message out to its local sockets itself. Publishes
-//! go through a queue to one task that pipelines them. Both connections reconnect with backoff;
-//! the subscriber resubscribes by itself. While Redis is away each instance keeps serving its own
-//! users (local delivery never touches Redis); clients recover what they missed through resume.
+//! Stored messages travel on one channel, `pychat:log`, as the log batches of `bus::log`: every
+//! instance gets every batch, once, and puts them in order itself (`bus::sequencer`); whatever
+//! Redis loses is read from the database. Everything else (receipts, typing, presence, call
+//! signaling) is addressed to a user, on `pychat:u:{user_id}`, or to one connection. An instance
+//! subscribes to the log and to the channels of the users connected to it, all on ONE subscriber
+//! connection (Redis's cost grows with subscriber connections, not channels), and fans out to its
+//! local sockets itself. Publishes go through a queue to one task that pipelines them.
+//!
+//! Health is a round trip: every second each instance publishes a probe on its own channel and
+//! waits for it to come back on its subscriber. A probe that does not come back marks the bus
+//! degraded and re-subscribes every channel (a Redis that restarted has none of them); the first
+//! one that does again restores this instance's presence entries and has the log checked against
+//! the database. While Redis is away each instance keeps serving its own users (local delivery
+//! never touches Redis) and reads other instances' messages from the database.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::sync::atomic::AtomicU64;
+
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Msg, PushInfo, PushKind};
 use tokio::sync::mpsc;
 
+use super::delivery::LogInbox;
+use super::log::{self, LogBatch};
 use crate::ws::FrameText;
 use crate::ws::hub::{ConnId, Hub, Outbound};
 
@@ -26,8 +38,18 @@ const PUBLISH_QUEUE: usize = 65_536;
 const PIPELINE: usize = 512;
 const HEADER: usize = 1 + 8 + 8 + 8 + 4;
 
+/// How often the bus's health is probed, and how long a probe may take to come back.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 pub fn user_channel(user_id: i64) -> String {
     format!("pychat:u:{user_id}")
+}
+
+/// Every instance's log batches.
+pub const LOG_CHANNEL: &str = "pychat:log";
+
+fn probe_channel(instance: u32) -> String {
+    format!("pychat:probe:{instance}")
 }
 
 /// What travels on a user's channel: who it is for, and the serialised frame.
@@ -100,7 +122,10 @@ pub struct RedisBus {
     commands: ConnectionManager,
     subscriber: ConnectionManager,
     subscribed: Arc<Mutex<HashSet<i64>>>,
+    /// The last probe round trip worked.
     healthy: Arc<AtomicBool>,
+    /// The number of the last probe that came back.
+    probe_seen: Arc<AtomicU64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +138,12 @@ pub struct RedisStartError {
 impl RedisBus {
     /// Connects (both connections) and starts the publisher on the caller's runtime, which must
     /// live as long as the server.
-    pub async fn connect(url: &str, instance: u32, hub: Hub) -> Result<Self, RedisStartError> {
+    pub async fn connect(
+        url: &str,
+        instance: u32,
+        hub: Hub,
+        log: LogInbox,
+    ) -> Result<Self, RedisStartError> {
         let redacted = crate::config::redact_url(url);
         let start_error = |source| RedisStartError {
             url: redacted.clone(),
@@ -140,17 +170,32 @@ impl RedisBus {
             .await
             .map_err(start_error)?;
         let push_health = healthy.clone();
+        let probe_seen = Arc::new(AtomicU64::new(0));
+        let push_probe = probe_seen.clone();
+        let probes = probe_channel(instance);
+        let push_hub = hub.clone();
         let on_push = move |push: PushInfo| -> Result<(), std::convert::Infallible> {
-            match push.kind {
-                PushKind::Disconnection => push_health.store(false, Ordering::Relaxed),
-                PushKind::Subscribe => push_health.store(true, Ordering::Relaxed),
-                _ => {
-                    if let Some(envelope) = Msg::from_push_info(push)
-                        .and_then(|msg| Envelope::decode(msg.get_payload_bytes()).map(|e| (msg, e)))
-                    {
-                        deliver(&hub, instance, envelope);
-                    }
+            if push.kind == PushKind::Disconnection {
+                push_health.store(false, Ordering::Relaxed);
+                return Ok(());
+            }
+            let Some(msg) = Msg::from_push_info(push) else {
+                return Ok(());
+            };
+            let channel = msg.get_channel_name();
+            if channel == LOG_CHANNEL {
+                match log::decode(msg.get_payload_bytes()) {
+                    // This instance's own batches went to its delivery thread directly.
+                    Some((origin, batch)) if origin != instance => log.remote(batch),
+                    Some(_) => {}
+                    None => tracing::warn!("unreadable log batch on redis"),
                 }
+            } else if channel == probes {
+                if let Ok(bytes) = msg.get_payload_bytes().try_into() {
+                    push_probe.store(u64::from_be_bytes(bytes), Ordering::Relaxed);
+                }
+            } else if let Some(envelope) = Envelope::decode(msg.get_payload_bytes()) {
+                deliver(&push_hub, instance, (msg, envelope));
             }
             Ok(())
         };
@@ -163,15 +208,84 @@ impl RedisBus {
             .await
             .map_err(start_error)?;
         let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
-        tokio::spawn(publisher(commands.clone(), queue, healthy.clone()));
-        Ok(Self {
+        tokio::spawn(publisher(commands.clone(), queue));
+        let bus = Self {
             instance,
             publish,
             commands,
             subscriber,
             subscribed: Arc::default(),
             healthy,
-        })
+            probe_seen,
+        };
+        bus.subscribe_all().await.map_err(start_error)?;
+        Ok(bus)
+    }
+
+    /// Subscribes to the log, the probe channel and every user channel this instance needs, in
+    /// one command (again after a Redis restart: subscribing twice is harmless).
+    async fn subscribe_all(&self) -> redis::RedisResult<()> {
+        let mut channels = vec![LOG_CHANNEL.to_string(), probe_channel(self.instance)];
+        if let Ok(users) = self.subscribed.lock() {
+            channels.extend(users.iter().map(|u| user_channel(*u)));
+        }
+        self.subscriber.clone().subscribe(channels).await
+    }
+
+    /// Keeps the bus healthy, forever (spawn it): probes the round trip every second; when it
+    /// fails, re-subscribes; when it works again, restores what a restarted Redis lost (this
+    /// instance's presence entries) and has the log checked for what was published meanwhile.
+    pub async fn supervise(self, hub: Hub, log: LogInbox) {
+        let mut number = 0u64;
+        let mut was_healthy = true;
+        let mut every = tokio::time::interval(PROBE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            number += 1;
+            let healthy = self.probe(number).await;
+            self.healthy.store(healthy, Ordering::Relaxed);
+            if healthy && !was_healthy {
+                tracing::info!("redis round trip works again");
+                if let Err(err) = self.restore_presence(&hub.users()).await {
+                    tracing::warn!(error = %err, "restoring presence in redis failed");
+                }
+                log.check();
+            } else if !healthy {
+                if was_healthy {
+                    tracing::warn!("redis round trip failed; cross-instance delivery degraded");
+                }
+                if let Err(err) = self.subscribe_all().await {
+                    tracing::debug!(error = %err, "redis resubscription failed");
+                }
+            }
+            was_healthy = healthy;
+        }
+    }
+
+    /// Publishes probe `number` and waits for it to come back through the subscriber.
+    async fn probe(&self, number: u64) -> bool {
+        let sent: redis::RedisResult<()> = self
+            .commands
+            .clone()
+            .publish(probe_channel(self.instance), number.to_be_bytes().to_vec())
+            .await;
+        if sent.is_err() {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + PROBE_EVERY;
+        while tokio::time::Instant::now() < deadline {
+            if self.probe_seen.load(Ordering::Relaxed) >= number {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    /// Publishes a log batch to the other instances (queued, like every publish).
+    pub fn publish_log(&self, batch: &LogBatch) {
+        self.enqueue(LOG_CHANNEL.to_string(), log::encode(self.instance, batch));
     }
 
     pub fn instance(&self) -> u32 {
@@ -197,16 +311,13 @@ impl RedisBus {
             out: out.clone(),
         }
         .encode();
-        let sent = self.publish.try_send(Publish {
-            channel: user_channel(user_id),
-            payload,
-        });
-        if sent.is_err() {
+        self.enqueue(user_channel(user_id), payload);
+    }
+
+    fn enqueue(&self, channel: String, payload: Vec<u8>) {
+        if self.publish.try_send(Publish { channel, payload }).is_err() {
             self.healthy.store(false, Ordering::Relaxed);
-            tracing::warn!(
-                user_id,
-                "redis publish queue full; dropping a cross-instance delivery"
-            );
+            tracing::warn!("redis publish queue full; dropping a cross-instance delivery");
         }
     }
 
@@ -218,15 +329,13 @@ impl RedisBus {
             .lock()
             .map(|mut s| s.insert(user_id))
             .unwrap_or(true);
-        if !is_new {
+        // While Redis is away the supervisor subscribes it with the rest when Redis is back;
+        // the connection need not wait for that.
+        if !is_new || !self.is_healthy() {
             return;
         }
         let mut subscriber = self.subscriber.clone();
         if let Err(err) = subscriber.subscribe(user_channel(user_id)).await {
-            // Forget it, so the next connection of this user tries again.
-            if let Ok(mut s) = self.subscribed.lock() {
-                s.remove(&user_id);
-            }
             self.healthy.store(false, Ordering::Relaxed);
             tracing::warn!(user_id, error = %err, "redis subscribe failed; local delivery only");
         }
@@ -307,6 +416,27 @@ impl RedisBus {
             .arg(user_id)
             .invoke_async(&mut self.commands.clone())
             .await
+    }
+
+    /// Writes this instance's presence entries again for `users` (those connected here), after a
+    /// Redis restart emptied them.
+    pub async fn restore_presence(&self, users: &[i64]) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.cmd("HSET")
+                .arg(presence_key(*user))
+                .arg(self.instance)
+                .arg(1)
+                .ignore()
+                .cmd("SADD")
+                .arg(instance_users_key(self.instance))
+                .arg(*user)
+                .ignore();
+        }
+        if users.is_empty() {
+            return Ok(());
+        }
+        pipe.query_async(&mut self.commands.clone()).await
     }
 
     /// Which of `users` are connected to any instance.
@@ -493,11 +623,10 @@ fn deliver(hub: &Hub, instance: u32, (msg, envelope): (Msg, Envelope)) {
     }
 }
 
-async fn publisher(
-    mut conn: ConnectionManager,
-    mut queue: mpsc::Receiver<Publish>,
-    healthy: Arc<AtomicBool>,
-) {
+/// Sends the queued publishes, pipelined. A failed pipeline is dropped: stored messages are
+/// read from the database by the other instances, the rest is ephemeral. Health is the probe's
+/// to judge.
+async fn publisher(mut conn: ConnectionManager, mut queue: mpsc::Receiver<Publish>) {
     let mut batch = Vec::with_capacity(PIPELINE);
     while queue.recv_many(&mut batch, PIPELINE).await > 0 {
         let mut pipe = redis::pipe();
@@ -507,12 +636,8 @@ async fn publisher(
                 .arg(&item.payload)
                 .ignore();
         }
-        match pipe.query_async::<()>(&mut conn).await {
-            Ok(()) => healthy.store(true, Ordering::Relaxed),
-            Err(err) => {
-                healthy.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %err, dropped = batch.len(), "redis publish failed");
-            }
+        if let Err(err) = pipe.query_async::<()>(&mut conn).await {
+            tracing::warn!(error = %err, dropped = batch.len(), "redis publish failed");
         }
         batch.clear();
     }

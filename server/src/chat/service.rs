@@ -6,6 +6,8 @@ use utoipa::ToSchema;
 
 use crate::accounts::UserView;
 use crate::bus::Bus;
+use crate::bus::delivery::{LogChannel, LogSource};
+use crate::bus::log::{LogBatch, LogEntry};
 use crate::db::messages::{self, MessageRow, NewMessage, PageCursor};
 use crate::db::{self, Db, DbConnection, reads, users};
 use crate::error::{AppError, ErrorCode, FieldError};
@@ -95,10 +97,24 @@ fn field(field: &'static str, code: &'static str, message: impl Into<String>) ->
 }
 
 impl Chat {
-    pub fn new(db: Db, bus: Bus, limits: ChatLimits) -> Self {
-        let writer = MessageWriter::start(db.clone(), bus.clone(), limits.message_writers);
+    /// Starts the delivery thread on `log` (made before the bus, which feeds it other instances'
+    /// batches) and the message writers. `log_start`: the newest message id at start-up.
+    pub fn new(db: Db, bus: Bus, log: LogChannel, log_start: i64, limits: ChatLimits) -> Self {
+        let directory = Directory::new(db.clone());
+        let sink = log.start(
+            log_start,
+            bus.hub().clone(),
+            bus.redis().cloned(),
+            StoredLog {
+                db: db.clone(),
+                directory: directory.clone(),
+            },
+        );
+        let cluster = bus.redis().is_some();
+        let writer =
+            MessageWriter::start(db.clone(), sink, cluster, log_start, limits.message_writers);
         Self {
-            directory: Directory::new(db.clone()),
+            directory,
             db,
             bus,
             writer,
@@ -203,7 +219,7 @@ impl Chat {
                 sender_name,
                 recipient_name,
                 origin,
-                reply,
+                reply: Some(reply),
             })
             .await?;
         stored
@@ -571,5 +587,61 @@ impl Chat {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The message log as the database holds it: what the delivery thread reads when a batch went
+/// missing on its way.
+struct StoredLog {
+    db: Db,
+    directory: Directory,
+}
+
+impl LogSource for StoredLog {
+    fn newest(&mut self) -> Result<i64, AppError> {
+        self.db
+            .with_connection(|conn| Ok(messages::newest_id(conn)?.unwrap_or(0)))
+    }
+
+    fn read(&mut self, after: i64, upto: i64, limit: usize) -> Result<LogBatch, AppError> {
+        let directory = &self.directory;
+        self.db.with_connection(|conn| {
+            let page = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = messages::in_range(conn, after, upto, page)?;
+            let last = match rows.last() {
+                Some(row) if rows.len() >= limit => row.id,
+                _ => upto,
+            };
+            let mut ids: Vec<i64> = rows
+                .iter()
+                .flat_map(|r| [r.sender_id, r.recipient_id])
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let names = directory.names(conn, &ids)?;
+            let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+            let entries = rows
+                .iter()
+                .map(|row| LogEntry {
+                    id: row.id,
+                    sender_id: row.sender_id,
+                    recipient_id: row.recipient_id,
+                    except: 0,
+                    frame: ServerFrame::Message {
+                        message: MessageView::from_row(
+                            row,
+                            name(row.sender_id),
+                            name(row.recipient_id),
+                        ),
+                    }
+                    .to_text(),
+                })
+                .collect();
+            Ok(LogBatch {
+                prev: after,
+                last,
+                entries,
+            })
+        })
     }
 }

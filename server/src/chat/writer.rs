@@ -31,6 +31,18 @@
 //! With several instances (Redis), each has one writer and every batch takes a cluster-wide lock
 //! held through its commit (`messages::in_write_order`), so commits are in id order across
 //! instances and readers need no watermark. SQLite has one write lock: one writer.
+//!
+//! 5. **The log**: what is released goes to the delivery thread as a [`LogBatch`] covering
+//!    `(prev, last]` of the id sequence (`bus::delivery`), which delivers it in order to this
+//!    instance's connections and, with Redis, publishes it to the other instances. Alone, an
+//!    instance's batches are its releases (`prev` is the previous release's bound). In a
+//!    cluster, `prev` is the newest id committed by anyone, read under the cluster lock, so each
+//!    instance can tell a batch that follows on from one that skipped another instance's.
+//! 6. **In doubt**: a COMMIT whose answer was lost (the connection died on the way) may or may
+//!    not have stored the batch. Its senders are told `database_unavailable` at once (a retry
+//!    with the same `client_msg_id` is safe either way); the batch stays registered, holding
+//!    back every later id, until the writer has read from the database whether its rows exist,
+//!    and then releases (fans out) those that do. Nothing committed is ever left unannounced.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -39,14 +51,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use diesel::Connection;
-use diesel::connection::TransactionManager;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bus::Bus;
+use crate::bus::delivery::LogSink;
+use crate::bus::log::{LogBatch, LogEntry};
 use crate::db::messages::{self, MessageRow, NewMessage};
 use crate::db::{self, Backend, Db, DbConnection};
 use crate::error::AppError;
-use crate::ws::hub::{ConnId, Outbound};
+use crate::ws::hub::ConnId;
 use crate::ws::protocol::ServerFrame;
 
 use super::MessageView;
@@ -63,6 +76,8 @@ const QUEUE: usize = 8192;
 const NOT_READY: i64 = i64::MIN;
 /// How long a reader waits for the writers to start before giving up.
 const READY_WAIT: Duration = Duration::from_secs(10);
+/// How often a writer asks again whether an in-doubt batch was stored.
+const IN_DOUBT_RETRY: Duration = Duration::from_millis(200);
 
 pub struct PendingMessage {
     pub row: NewMessage,
@@ -70,7 +85,8 @@ pub struct PendingMessage {
     pub recipient_name: String,
     /// The connection that sent it gets an ack, not a copy.
     pub origin: Option<ConnId>,
-    pub reply: oneshot::Sender<Result<Stored, AppError>>,
+    /// Taken when the sender is answered (an in-doubt batch answers before its release).
+    pub reply: Option<oneshot::Sender<Result<Stored, AppError>>>,
 }
 
 /// The outcome of a send.
@@ -106,7 +122,7 @@ struct Watermark {
 /// What the writer threads share.
 struct Shared {
     db: Db,
-    bus: Bus,
+    log: LogSink,
     cluster: bool,
     order: Mutex<Order>,
     /// Held (before `order`) while a release is delivered: one release at a time, in order,
@@ -120,6 +136,8 @@ struct Order {
     /// The highest id any INSERT has returned, or the newest stored id at start; `None` until
     /// the writers have read it.
     high: Option<i64>,
+    /// Where the last log batch ended (alone; in a cluster batches carry the database's `prev`).
+    logged: i64,
     next_batch: u64,
     batches: BTreeMap<u64, InFlight>,
 }
@@ -138,10 +156,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl MessageWriter {
-    /// Starts `writers` writer threads (one with SQLite or several instances). They end when
-    /// every handle is dropped.
-    pub fn start(db: Db, bus: Bus, writers: Option<usize>) -> Self {
-        let cluster = bus.redis().is_some();
+    /// Starts `writers` writer threads (one with SQLite or several instances, `cluster`). They
+    /// end when every handle is dropped. `start`: the newest id when the delivery thread started.
+    pub fn start(db: Db, log: LogSink, cluster: bool, start: i64, writers: Option<usize>) -> Self {
         let writers = if cluster || db.backend() == Backend::Sqlite {
             1
         } else {
@@ -157,10 +174,11 @@ impl MessageWriter {
         });
         let shared = Arc::new(Shared {
             db,
-            bus,
+            log,
             cluster,
             order: Mutex::new(Order {
                 high: None,
+                logged: start,
                 next_batch: 0,
                 batches: BTreeMap::new(),
             }),
@@ -230,9 +248,67 @@ fn run(shared: &Shared, mut rx: mpsc::Receiver<PendingMessage>) {
             }
         }
         let slot = Slot::register(shared);
-        let results = write_batch(shared, &mut batch, &slot);
-        let releases = prepare(&mut batch, results);
+        let (prev, results) = match write_batch(shared, &mut batch, &slot) {
+            Written::Done { prev, results } => (prev, results),
+            Written::InDoubt { prev, ids } => {
+                let stored = settle_in_doubt(shared, &mut batch, &ids, &mut rx);
+                let rows: Vec<NewMessage> = batch.iter().map(|p| p.row.clone()).collect();
+                (
+                    prev,
+                    batch_results(&rows, stored, || {
+                        AppError::database_unavailable("the commit did not store it")
+                    }),
+                )
+            }
+        };
+        let releases = prepare(shared, &mut batch, results, prev);
         slot.committed(releases);
+    }
+}
+
+/// A COMMIT's answer was lost: answers the senders now (their retry is safe whichever way it
+/// went), then reads until the database answers which of the batch's rows exist. Messages that
+/// queue up meanwhile are refused at once: the database is failing.
+fn settle_in_doubt(
+    shared: &Shared,
+    batch: &mut [PendingMessage],
+    ids: &[i64],
+    rx: &mut mpsc::Receiver<PendingMessage>,
+) -> Vec<MessageRow> {
+    tracing::warn!(
+        messages = ids.len(),
+        "a commit's outcome is unknown; finding out which messages were stored"
+    );
+    for pending in batch.iter_mut() {
+        if let Some(reply) = pending.reply.take() {
+            let _ = reply.send(Err(AppError::database_unavailable(
+                "the commit's outcome is unknown",
+            )));
+        }
+    }
+    loop {
+        match shared
+            .db
+            .with_connection(|conn| Ok(messages::find_many(conn, ids)?))
+        {
+            Ok(rows) => {
+                tracing::info!(
+                    stored = rows.len(),
+                    of = ids.len(),
+                    "settled an in-doubt commit"
+                );
+                return rows;
+            }
+            Err(err) => tracing::debug!(error = %err, "in-doubt commit not settled yet"),
+        }
+        while let Ok(pending) = rx.try_recv() {
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Err(AppError::database_unavailable(
+                    "the database is unavailable",
+                )));
+            }
+        }
+        thread::sleep(IN_DOUBT_RETRY);
     }
 }
 
@@ -309,7 +385,7 @@ impl<'a> Slot<'a> {
         let newest = releases
             .iter()
             .filter(|r| r.created())
-            .map(Release::order_key)
+            .map(|r| r.order_key)
             .max();
         let delivery = lock(&self.shared.delivery);
         let ready = {
@@ -343,10 +419,16 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// What one release hands on: the answers in id order and, alone, the log batch they make.
+struct Ready {
+    releases: Vec<Release>,
+    log: Option<LogBatch>,
+}
+
 /// Takes, in id order, every committed row that no uncommitted batch can precede (rule 3), and
 /// moves the watermark up to that bound. The caller holds the delivery lock and delivers them
-/// before the next release is taken, so each connection's queue gets ids in order.
-fn take_ready(shared: &Shared, order: &mut Order) -> Vec<Release> {
+/// before the next release is taken, so the log gets its batches in order.
+fn take_ready(shared: &Shared, order: &mut Order) -> Ready {
     let high = order.high.unwrap_or(NOT_READY);
     let bound = order
         .batches
@@ -356,37 +438,57 @@ fn take_ready(shared: &Shared, order: &mut Order) -> Vec<Release> {
         .min()
         .unwrap_or(high)
         .min(high);
-    let mut ready = Vec::new();
+    let mut releases = Vec::new();
     for batch in order.batches.values_mut().filter(|b| b.committed) {
-        while batch
-            .waiting
-            .front()
-            .is_some_and(|r| r.order_key() <= bound)
-        {
-            ready.extend(batch.waiting.pop_front());
+        while batch.waiting.front().is_some_and(|r| r.order_key <= bound) {
+            releases.extend(batch.waiting.pop_front());
         }
     }
     order
         .batches
         .retain(|_, b| !b.committed || !b.waiting.is_empty());
-    ready.sort_by_key(Release::order_key);
+    releases.sort_by_key(|r| r.order_key);
     // Before the fan-out (rule 4): everything up to the bound is released or about to be.
     shared.visible.released.fetch_max(bound, Ordering::SeqCst);
-    ready
+    let mut entries: Vec<LogEntry> = releases.iter_mut().filter_map(|r| r.entry.take()).collect();
+    let log = (!entries.is_empty()).then(|| {
+        entries.sort_by_key(|e| e.id);
+        let batch = LogBatch {
+            prev: order.logged,
+            last: bound.max(entries.last().map_or(bound, |e| e.id)),
+            entries,
+        };
+        order.logged = batch.last;
+        batch
+    });
+    Ready { releases, log }
 }
 
-/// Acks and fans out, building each frame just before it goes, so the first acks of a batch
-/// leave while the rest are still being serialised.
-fn deliver(shared: &Shared, ready: Vec<Release>) {
-    for release in ready {
-        release.deliver(&shared.bus);
+/// Answers the senders and hands the log batch on (rule 5).
+fn deliver(shared: &Shared, ready: Ready) {
+    for release in ready.releases {
+        if let Some(reply) = release.reply {
+            // The sender may have gone; the message is stored and is delivered regardless.
+            let _ = reply.send(release.outcome);
+        }
+    }
+    if let Some(batch) = ready.log {
+        shared.log.committed(batch);
     }
 }
 
 type RowResult = Result<(MessageRow, bool), AppError>;
 
+/// What became of a batch.
+enum Written {
+    /// Committed, or nothing was stored. `prev`: in a cluster, the newest id committed before it.
+    Done { prev: i64, results: Vec<RowResult> },
+    /// The COMMIT was sent and its answer lost: rows with these ids are stored, or none is.
+    InDoubt { prev: i64, ids: Vec<i64> },
+}
+
 /// Stores the batch and commits it.
-fn write_batch(shared: &Shared, batch: &mut [PendingMessage], slot: &Slot<'_>) -> Vec<RowResult> {
+fn write_batch(shared: &Shared, batch: &mut [PendingMessage], slot: &Slot<'_>) -> Written {
     let now = db::now();
     for pending in batch.iter_mut() {
         pending.row.created_at = now;
@@ -396,77 +498,124 @@ fn write_batch(shared: &Shared, batch: &mut [PendingMessage], slot: &Slot<'_>) -
         .db
         .with_connection(|conn| Ok(store_rows(conn, &rows, shared.cluster, slot)));
     match outcome {
-        Ok(results) => results,
-        Err(err) => batch.iter().map(|_| Err(err.clone())).collect(),
+        Ok(written) => written,
+        Err(err) => Written::Done {
+            prev: 0,
+            results: batch.iter().map(|_| Err(err.clone())).collect(),
+        },
     }
 }
 
-enum Failure {
-    /// Nothing was stored.
-    Insert(diesel::result::Error),
-    /// The INSERT worked but the commit failed: nothing was stored.
-    Commit(diesel::result::Error),
+/// Whether a failed INSERT was refused for one of its rows (a retried `client_msg_id`, a user
+/// deleted meanwhile) rather than for want of a working database: then each row is tried alone.
+fn refused_a_row(err: &DieselError) -> bool {
+    matches!(
+        err,
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::CheckViolation,
+            _
+        )
+    )
 }
 
+/// One transaction (under the cluster lock when there are other instances): the whole batch in
+/// one INSERT, or, when a row is refused, row by row in a second transaction.
 fn store_rows(
     conn: &mut DbConnection,
     rows: &[NewMessage],
     cluster: bool,
     slot: &Slot<'_>,
-) -> Vec<RowResult> {
-    let attempt = if cluster {
-        // One writer; the cluster-wide lock is held through the commit.
-        messages::in_write_order(conn, true, |conn| messages::insert_batch(conn, rows))
-            .map_err(Failure::Insert)
-    } else {
-        insert_then_commit(conn, rows, slot)
-    };
+) -> Written {
+    let mut sent_commit: Option<(i64, Vec<i64>)> = None;
+    let attempt = messages::in_write_order(conn, cluster, |conn| {
+        let prev = newest_before(conn, cluster)?;
+        let stored = messages::insert_batch(conn, rows)?;
+        slot.inserted(&stored);
+        sent_commit = Some((prev, stored.iter().map(|r| r.id).collect()));
+        Ok((prev, stored))
+    });
     match attempt {
-        Ok(stored) => batch_results(rows, stored),
-        // A retry or a duplicate inside the batch (or a vanished user) fails the whole statement:
-        // redo it row by row so each sender gets its own answer. The batch stays registered, so
-        // these ids too are released in order.
-        Err(Failure::Insert(err)) => {
-            tracing::debug!(error = %err, "batch insert failed; inserting one by one");
-            rows.iter()
-                .map(|row| insert_one(conn, row, cluster))
-                .collect()
+        Ok((prev, stored)) => Written::Done {
+            prev,
+            results: batch_results(rows, stored, || {
+                AppError::internal("inserted message not read back")
+            }),
+        },
+        Err(_) if sent_commit.is_some() => in_doubt(sent_commit),
+        Err(err) if refused_a_row(&err) => {
+            tracing::debug!(error = %err, "batch insert refused; inserting row by row");
+            store_one_by_one(conn, rows, cluster, slot)
         }
-        Err(Failure::Commit(err)) => {
-            let err = AppError::database_unavailable(err);
-            rows.iter().map(|_| Err(err.clone())).collect()
-        }
+        Err(err) => unavailable(rows, &err),
     }
 }
 
-type Tm = <DbConnection as Connection>::TransactionManager;
-
-/// BEGIN, INSERT, note the ids (rule 2), COMMIT.
-fn insert_then_commit(
+/// The rows of a batch that was refused, each on its own (in one transaction, each INSERT in a
+/// savepoint so that a refused row leaves the others be).
+fn store_one_by_one(
     conn: &mut DbConnection,
     rows: &[NewMessage],
+    cluster: bool,
     slot: &Slot<'_>,
-) -> Result<Vec<MessageRow>, Failure> {
-    Tm::begin_transaction(conn).map_err(Failure::Insert)?;
-    let stored = match messages::insert_batch(conn, rows) {
-        Ok(stored) => stored,
-        Err(err) => {
-            // A connection that cannot roll back is broken; the row-by-row retry will say so.
-            let _ = Tm::rollback_transaction(conn);
-            return Err(Failure::Insert(err));
+) -> Written {
+    let mut sent_commit: Option<(i64, Vec<i64>)> = None;
+    let attempt = messages::in_write_order(conn, cluster, |conn| {
+        let prev = newest_before(conn, cluster)?;
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows {
+            results.push(insert_one(conn, row)?);
         }
-    };
-    slot.inserted(&stored);
-    match Tm::commit_transaction(conn) {
-        Ok(()) => Ok(stored),
-        Err(err) => {
-            let _ = Tm::rollback_transaction(conn);
-            Err(Failure::Commit(err))
-        }
+        let created: Vec<MessageRow> = results
+            .iter()
+            .filter_map(|r| match r {
+                Ok((row, true)) => Some(row.clone()),
+                _ => None,
+            })
+            .collect();
+        slot.inserted(&created);
+        sent_commit = Some((prev, created.iter().map(|r| r.id).collect()));
+        Ok((prev, results))
+    });
+    match attempt {
+        Ok((prev, results)) => Written::Done { prev, results },
+        Err(_) if sent_commit.is_some() => in_doubt(sent_commit),
+        Err(err) => unavailable(rows, &err),
     }
 }
 
-fn batch_results(rows: &[NewMessage], stored: Vec<MessageRow>) -> Vec<RowResult> {
+/// In a cluster, the newest id committed by anyone (read under the cluster lock): the `prev` of
+/// this batch in the log.
+fn newest_before(conn: &mut DbConnection, cluster: bool) -> diesel::QueryResult<i64> {
+    if cluster {
+        Ok(messages::newest_id(conn)?.unwrap_or(0))
+    } else {
+        Ok(0)
+    }
+}
+
+fn in_doubt(sent_commit: Option<(i64, Vec<i64>)>) -> Written {
+    let (prev, ids) = sent_commit.unwrap_or_default();
+    Written::InDoubt { prev, ids }
+}
+
+fn unavailable(rows: &[NewMessage], err: &DieselError) -> Written {
+    let err = AppError::database_unavailable(err);
+    Written::Done {
+        prev: 0,
+        results: rows.iter().map(|_| Err(err.clone())).collect(),
+    }
+}
+
+/// Pairs each row with the stored one of the same `(sender, client_msg_id)`; `missing` for a row
+/// that has none.
+fn batch_results(
+    rows: &[NewMessage],
+    stored: Vec<MessageRow>,
+    missing: impl Fn() -> AppError,
+) -> Vec<RowResult> {
     let mut by_key: HashMap<(i64, String), MessageRow> = stored
         .into_iter()
         .map(|row| ((row.sender_id, row.client_msg_id.clone()), row))
@@ -476,81 +625,112 @@ fn batch_results(rows: &[NewMessage], stored: Vec<MessageRow>) -> Vec<RowResult>
             by_key
                 .remove(&(row.sender_id, row.client_msg_id.clone()))
                 .map(|row| (row, true))
-                .ok_or_else(|| AppError::internal("inserted message not read back"))
+                .ok_or_else(&missing)
         })
         .collect()
 }
 
-fn insert_one(conn: &mut DbConnection, row: &NewMessage, cluster: bool) -> RowResult {
+/// One row inside the row-by-row transaction: the stored original for a retry, else a new row.
+/// A row refused by a constraint gets its own error; a failing database fails the transaction.
+fn insert_one(conn: &mut DbConnection, row: &NewMessage) -> diesel::QueryResult<RowResult> {
     if let Some(existing) = messages::find_by_client_id(conn, row.sender_id, &row.client_msg_id)? {
-        return Ok((existing, false));
+        return Ok(Ok((existing, false)));
     }
-    match messages::in_write_order(conn, cluster, |conn| {
-        messages::insert_batch(conn, std::slice::from_ref(row))
-    }) {
-        Ok(mut rows) => rows
+    // A savepoint: on PostgreSQL a refused INSERT would otherwise abort the whole transaction.
+    match conn.transaction(|conn| messages::insert_batch(conn, std::slice::from_ref(row))) {
+        Ok(mut stored) => Ok(stored
             .pop()
             .map(|r| (r, true))
-            .ok_or_else(|| AppError::internal("inserted message not read back")),
+            .ok_or_else(|| AppError::internal("inserted message not read back"))),
         Err(err) if db::is_unique_violation(&err) => {
-            messages::find_by_client_id(conn, row.sender_id, &row.client_msg_id)?
-                .map(|r| (r, false))
-                .ok_or_else(|| AppError::internal(err))
+            Ok(
+                messages::find_by_client_id(conn, row.sender_id, &row.client_msg_id)?
+                    .map(|r| (r, false))
+                    .ok_or_else(|| AppError::internal(err)),
+            )
         }
-        Err(err) => Err(err.into()),
+        Err(err) if refused_a_row(&err) => Ok(Err(AppError::internal(err))),
+        Err(err) => Err(err),
     }
 }
 
-/// One sender's answer, waiting for its turn.
+/// One sender's answer (and, for a new message, its log entry), waiting for its turn.
 struct Release {
-    pending: PendingMessage,
-    result: RowResult,
+    /// Where it goes in the release order: its id; an error (nothing stored) at once.
+    order_key: i64,
+    reply: Option<oneshot::Sender<Result<Stored, AppError>>>,
+    outcome: Result<Stored, AppError>,
+    /// Alone: the log entry of a new message, logged when released. In a cluster it was logged
+    /// at the commit.
+    entry: Option<LogEntry>,
 }
 
 impl Release {
-    /// Where it goes in the release order: its id; an error (nothing stored) at once.
-    fn order_key(&self) -> i64 {
-        match &self.result {
-            Ok((row, _)) => row.id,
-            Err(_) => i64::MIN,
-        }
-    }
-
     fn created(&self) -> bool {
-        matches!(self.result, Ok((_, true)))
-    }
-
-    /// Acks the sender and, for a new message, delivers it to the recipient's connections and
-    /// the sender's other ones.
-    fn deliver(self, bus: &Bus) {
-        let Self { pending, result } = self;
-        let reply = result.map(|(row, created)| {
-            let message = MessageView::from_row(&row, pending.sender_name, pending.recipient_name);
-            if created {
-                let out = Outbound::Message {
-                    id: row.id,
-                    text: ServerFrame::Message {
-                        message: message.clone(),
-                    }
-                    .to_text(),
-                };
-                bus.to_user(row.recipient_id, &out, None);
-                bus.to_user(row.sender_id, &out, pending.origin);
-            }
-            Stored { message, created }
-        });
-        // The sender may have gone; the message is stored and was fanned out regardless.
-        let _ = pending.reply.send(reply);
+        matches!(self.outcome, Ok(Stored { created: true, .. }))
     }
 }
 
-/// Pairs each message with its outcome, in id order.
-fn prepare(batch: &mut Vec<PendingMessage>, results: Vec<RowResult>) -> Vec<Release> {
+/// Pairs each message with its outcome, in id order, with the frame of each new one serialised
+/// (once). In a cluster the new ones are logged here, right after their commit (rule 5).
+fn prepare(
+    shared: &Shared,
+    batch: &mut Vec<PendingMessage>,
+    results: Vec<RowResult>,
+    prev: i64,
+) -> Vec<Release> {
     let mut releases: Vec<Release> = batch
         .drain(..)
         .zip(results)
-        .map(|(pending, result)| Release { pending, result })
+        .map(|(pending, result)| {
+            let PendingMessage {
+                sender_name,
+                recipient_name,
+                origin,
+                reply,
+                ..
+            } = pending;
+            match result {
+                Ok((row, created)) => {
+                    let message = MessageView::from_row(&row, sender_name, recipient_name);
+                    let entry = created.then(|| LogEntry {
+                        id: row.id,
+                        sender_id: row.sender_id,
+                        recipient_id: row.recipient_id,
+                        except: origin.unwrap_or(0),
+                        frame: ServerFrame::Message {
+                            message: message.clone(),
+                        }
+                        .to_text(),
+                    });
+                    Release {
+                        order_key: row.id,
+                        reply,
+                        outcome: Ok(Stored { message, created }),
+                        entry,
+                    }
+                }
+                Err(err) => Release {
+                    order_key: i64::MIN,
+                    reply,
+                    outcome: Err(err),
+                    entry: None,
+                },
+            }
+        })
         .collect();
-    releases.sort_by_key(Release::order_key);
+    releases.sort_by_key(|r| r.order_key);
+    if shared.cluster {
+        let mut entries: Vec<LogEntry> =
+            releases.iter_mut().filter_map(|r| r.entry.take()).collect();
+        if let Some(last) = entries.iter().map(|e| e.id).max() {
+            entries.sort_by_key(|e| e.id);
+            shared.log.committed(LogBatch {
+                prev,
+                last,
+                entries,
+            });
+        }
+    }
     releases
 }

@@ -156,6 +156,23 @@ pub fn newest_id(conn: &mut DbConnection) -> QueryResult<Option<i64>> {
     messages::table.select(max(messages::id)).first(conn)
 }
 
+/// Every message with an id in `(after, upto]`, oldest first, at most `limit`: a stretch of the
+/// message log that did not arrive through the bus.
+pub fn in_range(
+    conn: &mut DbConnection,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> QueryResult<Vec<MessageRow>> {
+    messages::table
+        .filter(messages::id.gt(after))
+        .filter(messages::id.le(upto))
+        .order(messages::id.asc())
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .load(conn)
+}
+
 // Every read that a client can take a resume cursor from takes `upto`, the writers' released
 // watermark (`MessageWriter::visible_up_to`): rows above it may sit above an uncommitted gap.
 

@@ -100,6 +100,21 @@ impl Hub {
         removed && !shard.contains_key(&user_id)
     }
 
+    /// Every user with a connection here.
+    pub fn users(&self) -> Vec<i64> {
+        self.shards
+            .iter()
+            .flat_map(|shard| {
+                shard
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .copied()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     pub fn is_online(&self, user_id: i64) -> bool {
         self.shard(user_id)
             .read()
