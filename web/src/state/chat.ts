@@ -344,8 +344,9 @@ export class ChatService {
     try {
       const page = await this.http.history(peer, { limit: 50 });
       this.update((s) => applyHistory(s, peer, page, false));
-      const newest = page.messages[page.messages.length - 1];
-      if (newest) this.socket.advanceCursor(newest.id);
+      // The resume cursor stays where the socket put it: this page may hold messages that are
+      // still on their way to the socket, and moving past them would skip the messages of other
+      // conversations that are on their way too (docs/protocol.md, Resume).
       this.maybeMarkRead();
     } catch (e) {
       toast(`Could not load messages: ${(e as Error).message}`, 'error');
