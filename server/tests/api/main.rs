@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod errors;
 mod helpers;
+mod in_doubt;
 mod openapi;
 mod protocol;
 mod realtime;
