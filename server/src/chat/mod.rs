@@ -2,6 +2,7 @@
 //! conversations, read positions, typing and presence. No actix types here.
 
 mod directory;
+mod release_order;
 mod service;
 mod writer;
 

@@ -8,7 +8,8 @@
 //! Several writers INSERT and COMMIT at once (the database works on them in parallel and flushes
 //! their commits together), so ids can commit out of order. Yet nobody may see a message before
 //! one with a lower id: a client resumes after the highest id it has seen, so a lower id made
-//! visible later would be skipped for good. The rules:
+//! visible later would be skipped for good. The rules (2 and 3 are kept by `release_order.rs`, a
+//! pure module with its own tests):
 //!
 //! 1. **Senders stay in order**: a message goes to the writer chosen by its sender, so one
 //!    sender's messages are stored one batch after another, in the order sent.
@@ -44,7 +45,7 @@
 //!    back every later id, until the writer has read from the database whether its rows exist,
 //!    and then releases (fans out) those that do. Nothing committed is ever left unannounced.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -63,6 +64,7 @@ use crate::ws::hub::ConnId;
 use crate::ws::protocol::ServerFrame;
 
 use super::MessageView;
+use super::release_order::{ReleaseOrder, Released};
 
 /// Most rows in one INSERT (8 binds each stays far below every backend's limit). A batch's
 /// fan-out lands on a recipient's queue at once (one release can carry a batch from each
@@ -124,30 +126,11 @@ struct Shared {
     db: Db,
     log: LogSink,
     cluster: bool,
-    order: Mutex<Order>,
+    order: Mutex<ReleaseOrder<Release>>,
     /// Held (before `order`) while a release is delivered: one release at a time, in order,
     /// while other writers can still register and note their ids.
     delivery: Mutex<()>,
     visible: Arc<Watermark>,
-}
-
-/// The batches between registration and release (rules 2 and 3).
-struct Order {
-    /// The highest id any INSERT has returned, or the newest stored id at start; `None` until
-    /// the writers have read it.
-    high: Option<i64>,
-    /// Where the last log batch ended (alone; in a cluster batches carry the database's `prev`).
-    logged: i64,
-    next_batch: u64,
-    batches: BTreeMap<u64, InFlight>,
-}
-
-struct InFlight {
-    /// Every id this batch gets is above it; once the INSERT returned, its lowest id minus one.
-    floor: i64,
-    committed: bool,
-    /// After the commit: answers not yet released, in id order.
-    waiting: VecDeque<Release>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -176,12 +159,7 @@ impl MessageWriter {
             db,
             log,
             cluster,
-            order: Mutex::new(Order {
-                high: None,
-                logged: start,
-                next_batch: 0,
-                batches: BTreeMap::new(),
-            }),
+            order: Mutex::new(ReleaseOrder::new(start)),
             delivery: Mutex::new(()),
             visible: visible.clone(),
         });
@@ -316,14 +294,14 @@ fn settle_in_doubt(
 /// committed and visible. Holds the order lock, so no batch registers first.
 fn start_order(shared: &Shared) {
     let mut order = lock(&shared.order);
-    while order.high.is_none() {
+    while !order.is_started() {
         match shared
             .db
             .with_connection(|conn| Ok(messages::newest_id(conn)?))
         {
             Ok(newest) => {
                 let newest = newest.unwrap_or(0);
-                order.high = Some(newest);
+                order.start(newest);
                 shared.visible.released.fetch_max(newest, Ordering::SeqCst);
             }
             Err(err) => {
@@ -344,18 +322,7 @@ struct Slot<'a> {
 
 impl<'a> Slot<'a> {
     fn register(shared: &'a Shared) -> Self {
-        let mut order = lock(&shared.order);
-        let number = order.next_batch;
-        order.next_batch += 1;
-        let floor = order.high.unwrap_or(NOT_READY);
-        order.batches.insert(
-            number,
-            InFlight {
-                floor,
-                committed: false,
-                waiting: VecDeque::new(),
-            },
-        );
+        let number = lock(&shared.order).register();
         Slot {
             shared,
             number,
@@ -365,38 +332,22 @@ impl<'a> Slot<'a> {
 
     /// The INSERT returned these ids (not yet committed): the floor rises to just below them.
     fn inserted(&self, rows: &[MessageRow]) {
-        let (Some(lowest), Some(highest)) = (
+        if let (Some(lowest), Some(highest)) = (
             rows.iter().map(|r| r.id).min(),
             rows.iter().map(|r| r.id).max(),
-        ) else {
-            return;
-        };
-        let mut order = lock(&self.shared.order);
-        order.high = Some(order.high.map_or(highest, |high| high.max(highest)));
-        if let Some(batch) = order.batches.get_mut(&self.number) {
-            batch.floor = batch.floor.max(lowest - 1);
+        ) {
+            lock(&self.shared.order).inserted(self.number, lowest, highest);
         }
     }
 
-    /// Committed (or failed): hands over the answers and releases whatever may go now.
+    /// Committed (or failed, or settled): hands over the answers and releases whatever may go.
     fn committed(mut self, releases: Vec<Release>) {
         self.done = true;
-        // Rows stored one by one (or under the cluster lock) were not noted at their INSERT.
-        let newest = releases
-            .iter()
-            .filter(|r| r.created())
-            .map(|r| r.order_key)
-            .max();
+        let items = releases.into_iter().map(|r| (r.order_key, r)).collect();
         let delivery = lock(&self.shared.delivery);
         let ready = {
             let mut order = lock(&self.shared.order);
-            if let (Some(newest), Some(high)) = (newest, order.high) {
-                order.high = Some(high.max(newest));
-            }
-            if let Some(batch) = order.batches.get_mut(&self.number) {
-                batch.committed = true;
-                batch.waiting = releases.into();
-            }
+            order.committed(self.number, items);
             take_ready(self.shared, &mut order)
         };
         deliver(self.shared, ready);
@@ -410,7 +361,7 @@ impl Drop for Slot<'_> {
             let delivery = lock(&self.shared.delivery);
             let ready = {
                 let mut order = lock(&self.shared.order);
-                order.batches.remove(&self.number);
+                order.abandoned(self.number);
                 take_ready(self.shared, &mut order)
             };
             deliver(self.shared, ready);
@@ -419,61 +370,34 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// What one release hands on: the answers in id order and, alone, the log batch they make.
-struct Ready {
-    releases: Vec<Release>,
-    log: Option<LogBatch>,
-}
-
-/// Takes, in id order, every committed row that no uncommitted batch can precede (rule 3), and
-/// moves the watermark up to that bound. The caller holds the delivery lock and delivers them
-/// before the next release is taken, so the log gets its batches in order.
-fn take_ready(shared: &Shared, order: &mut Order) -> Ready {
-    let high = order.high.unwrap_or(NOT_READY);
-    let bound = order
-        .batches
-        .values()
-        .filter(|b| !b.committed)
-        .map(|b| b.floor)
-        .min()
-        .unwrap_or(high)
-        .min(high);
-    let mut releases = Vec::new();
-    for batch in order.batches.values_mut().filter(|b| b.committed) {
-        while batch.waiting.front().is_some_and(|r| r.order_key <= bound) {
-            releases.extend(batch.waiting.pop_front());
-        }
-    }
-    order
-        .batches
-        .retain(|_, b| !b.committed || !b.waiting.is_empty());
-    releases.sort_by_key(|r| r.order_key);
-    // Before the fan-out (rule 4): everything up to the bound is released or about to be.
-    shared.visible.released.fetch_max(bound, Ordering::SeqCst);
-    let mut entries: Vec<LogEntry> = releases.iter_mut().filter_map(|r| r.entry.take()).collect();
-    let log = (!entries.is_empty()).then(|| {
-        entries.sort_by_key(|e| e.id);
-        let batch = LogBatch {
-            prev: order.logged,
-            last: bound.max(entries.last().map_or(bound, |e| e.id)),
-            entries,
-        };
-        order.logged = batch.last;
-        batch
-    });
-    Ready { releases, log }
+/// Takes what may be released now (rule 3) and moves the watermark to its bound before anything
+/// is delivered (rule 4). The caller holds the delivery lock and delivers it before the next
+/// release is taken, so the log gets its batches in order.
+fn take_ready(shared: &Shared, order: &mut ReleaseOrder<Release>) -> Released<Release> {
+    let ready = order.take_ready(|release| release.entry.is_some());
+    shared
+        .visible
+        .released
+        .fetch_max(ready.bound, Ordering::SeqCst);
+    ready
 }
 
 /// Answers the senders and hands the log batch on (rule 5).
-fn deliver(shared: &Shared, ready: Ready) {
-    for release in ready.releases {
+fn deliver(shared: &Shared, ready: Released<Release>) {
+    let mut entries = Vec::new();
+    for release in ready.items {
+        entries.extend(release.entry);
         if let Some(reply) = release.reply {
             // The sender may have gone; the message is stored and is delivered regardless.
             let _ = reply.send(release.outcome);
         }
     }
-    if let Some(batch) = ready.log {
-        shared.log.committed(batch);
+    if let Some((prev, last)) = ready.log {
+        shared.log.committed(LogBatch {
+            prev,
+            last,
+            entries,
+        });
     }
 }
 
@@ -665,12 +589,6 @@ struct Release {
     entry: Option<LogEntry>,
 }
 
-impl Release {
-    fn created(&self) -> bool {
-        matches!(self.outcome, Ok(Stored { created: true, .. }))
-    }
-}
-
 /// Pairs each message with its outcome, in id order, with the frame of each new one serialised
 /// (once). In a cluster the new ones are logged here, right after their commit (rule 5).
 fn prepare(
@@ -711,7 +629,7 @@ fn prepare(
                     }
                 }
                 Err(err) => Release {
-                    order_key: i64::MIN,
+                    order_key: ReleaseOrder::<Release>::AT_ONCE,
                     reply,
                     outcome: Err(err),
                     entry: None,
