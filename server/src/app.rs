@@ -90,7 +90,11 @@ pub enum RunError {
 
 /// Opens the database and applies pending migrations (blocking: call off the async workers).
 pub fn open_database(settings: &Settings) -> Result<Db, StartupError> {
-    let db = Db::connect(&settings.database_url, settings.database_pool_size)?;
+    let db = Db::connect_with_timeout(
+        &settings.database_url,
+        settings.database_pool_size,
+        settings.database_timeout,
+    )?;
     let applied = db.migrate(&settings.database_url)?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied migrations");

@@ -50,6 +50,9 @@ pub struct RawSettings {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub database_pool_size: u32,
+    /// How long a request waits for a pooled connection, and a health probe for an answer,
+    /// before the database counts as unavailable.
+    pub database_timeout_secs: u64,
     /// Message writer threads; unset: the backend's default (SQLite and clusters use one).
     pub message_writers: Option<usize>,
     pub redis_url: Option<String>,
@@ -91,6 +94,7 @@ impl Default for RawSettings {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             database_pool_size: 16,
+            database_timeout_secs: 2,
             message_writers: None,
             redis_url: None,
             jwt_secret: None,
@@ -150,6 +154,7 @@ impl RawSettings {
         "data_dir",
         "database_url",
         "database_pool_size",
+        "database_timeout_secs",
         "message_writers",
         "redis_url",
         "jwt_secret",
@@ -226,6 +231,12 @@ impl RawSettings {
         }
         if self.database_pool_size == 0 {
             return Err(ConfigError::new("database_pool_size", "must be at least 1"));
+        }
+        if self.database_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "database_timeout_secs",
+                "must be at least 1",
+            ));
         }
         if let Some(writers) = self.message_writers {
             let max = crate::chat::MAX_WRITERS;
@@ -360,6 +371,7 @@ impl RawSettings {
             data_dir: self.data_dir,
             database_url,
             database_pool_size: self.database_pool_size,
+            database_timeout: Duration::from_secs(self.database_timeout_secs),
             message_writers: self.message_writers,
             redis_url,
             jwt_secret,
@@ -473,6 +485,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: DatabaseUrl,
     pub database_pool_size: u32,
+    pub database_timeout: Duration,
     pub message_writers: Option<usize>,
     pub redis_url: Option<Secret>,
     pub jwt_secret: Secret,
@@ -498,6 +511,7 @@ impl Settings {
             data_dir = %self.data_dir.display(),
             database = %self.database_url.redacted(),
             database_pool_size = self.database_pool_size,
+            database_timeout_secs = self.database_timeout.as_secs(),
             message_writers = self.message_writers.map_or("auto".to_string(), |w| w.to_string()),
             redis = %self.redis_url.as_ref().map_or("in-process".to_string(), |url| redact_url(url.expose())),
             jwt_secret = "[redacted]",

@@ -56,7 +56,7 @@ fn with_database(admin_url: &str, name: &str) -> String {
 /// libpq initialises Kerberos for GSSAPI encryption on every connection; a connection still being
 /// opened by a background thread while the test process exits then aborts in krb5's teardown
 /// ("k5_mutex_lock: Received error 22"). Nothing here uses GSSAPI: switch it off.
-fn without_gssapi(url: &str) -> String {
+pub fn without_gssapi(url: &str) -> String {
     if url.contains("gssencmode=") {
         return url.to_string();
     }
@@ -111,6 +111,18 @@ impl TestDb {
             name,
             dir,
         })
+    }
+
+    /// A database on a server the test runs itself (and stops, to see what the app does):
+    /// nothing is created or dropped.
+    pub fn on_private_server(backend: Backend, url: String) -> Self {
+        Self {
+            url,
+            backend,
+            admin_url: None,
+            name: String::new(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// A direct connection, for checks and for changes no endpoint makes (deleting a user).

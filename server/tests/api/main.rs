@@ -4,6 +4,7 @@ mod accounts;
 mod calls;
 mod cli;
 mod cluster;
+mod database_loss;
 mod errors;
 mod helpers;
 mod openapi;
