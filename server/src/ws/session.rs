@@ -207,13 +207,19 @@ pub fn run(ctx: SessionContext, socket: Socket) -> impl Future<Output = ()> + 's
     }
 }
 
-/// Ends the connection: sends the close frame (or the reply to the client's, which tungstenite
+/// Ends the connection: sends the close frame (or the answer to the client's, which tungstenite
 /// has queued), shuts down the sending side, and reads and drops whatever the client still sends
 /// until it closes too. Closing a socket that holds unread bytes (the rest of an oversized frame,
 /// say) resets the connection, and the client would then lose the close frame.
 async fn finish(mut socket: Socket, reason: Option<CloseFrame>) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async move {
-        if socket.close(reason).await.is_err() {
+        // After the client's close, sending a message is refused: only a flush writes the
+        // answering close tungstenite queued (with the client's code).
+        let sent = match reason {
+            Some(reason) => socket.close(Some(reason)).await,
+            None => SinkExt::close(&mut socket).await,
+        };
+        if sent.is_err() {
             return;
         }
         let tcp = socket.get_mut();

@@ -10,6 +10,7 @@ mod helpers;
 mod openapi;
 mod protocol;
 mod realtime;
+mod shutdown;
 mod tokens;
 mod upgrade;
 mod web_app;
