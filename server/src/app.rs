@@ -18,6 +18,7 @@ use crate::calls::ice::IceConfig;
 use crate::chat::{Chat, ChatLimits};
 use crate::config::Settings;
 use crate::db::{Db, StartupError};
+use crate::shutdown::{Shutdown, Stopper};
 use crate::ws::hub::Hub;
 use crate::ws::session::Realtime;
 use crate::ws::ticket::Tickets;
@@ -64,6 +65,7 @@ impl AppState {
                 chat: chat.clone(),
                 calls: calls.clone(),
                 limits: settings.ws,
+                shutdown: Shutdown::default(),
             }),
             calls,
             chat,
@@ -169,6 +171,8 @@ fn maintain_cluster(state: &AppState, timeout: Duration) {
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    realtime: Arc<Realtime>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -181,6 +185,7 @@ impl Application {
         let bus = connect_bus(&settings).await?;
         let state = web::Data::new(AppState::new(&settings, db, bus));
         maintain_cluster(&state, settings.instance_timeout);
+        let realtime = state.realtime.clone();
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| RunError::Bind {
             addr: settings.bind,
@@ -221,7 +226,11 @@ impl Application {
 
         // What actix-web's HttpServer assembles, plus the upgrade service: requests that ask for
         // an upgrade reach `ws::upgrade` together with their connection.
-        let mut server = actix_server::Server::build();
+        // Signals are `shutdown::on_signals`'s (the binary's): WebSocket sessions must be drained
+        // before actix-server stops its workers.
+        let mut server = actix_server::Server::build()
+            .disable_signals()
+            .shutdown_timeout(settings.shutdown_timeout.as_secs());
         let shutdown = server.graceful_shutdown_signal();
         server = server.listen("pychat", listener, move || {
             let shutdown = shutdown.clone();
@@ -245,6 +254,8 @@ impl Application {
         Ok(Self {
             server: server.run(),
             addr,
+            realtime,
+            shutdown_timeout: settings.shutdown_timeout,
         })
     }
 
@@ -254,6 +265,15 @@ impl Application {
 
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
+    }
+
+    /// Shuts the server down gracefully (what SIGTERM does; see `shutdown.rs`).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            server: self.server.handle(),
+            realtime: self.realtime.clone(),
+            timeout: self.shutdown_timeout,
+        }
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

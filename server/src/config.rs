@@ -85,6 +85,8 @@ pub struct RawSettings {
     pub single_machine: bool,
     /// How soon a killed instance's users are marked offline (with Redis).
     pub instance_timeout_secs: u64,
+    /// How long a SIGTERM or SIGINT may take: draining connections, then exiting.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for RawSettings {
@@ -123,6 +125,7 @@ impl Default for RawSettings {
             web_dir: PathBuf::from("web/dist"),
             single_machine: false,
             instance_timeout_secs: 30,
+            shutdown_timeout_secs: 10,
         }
     }
 }
@@ -181,6 +184,7 @@ impl RawSettings {
         "web_dir",
         "single_machine",
         "instance_timeout_secs",
+        "shutdown_timeout_secs",
     ];
 
     /// Reads defaults, then `config_file` (if any), then the environment.
@@ -394,6 +398,7 @@ impl RawSettings {
                 .is_file()
                 .then_some(self.web_dir),
             instance_timeout: Duration::from_secs(self.instance_timeout_secs),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
             calls: CallLimits {
                 max_peers: self.room_max_peers,
                 grace: Duration::from_secs(self.call_grace_secs),
@@ -501,6 +506,7 @@ pub struct Settings {
     /// The web app to serve, if it has been built.
     pub web_dir: Option<PathBuf>,
     pub instance_timeout: Duration,
+    pub shutdown_timeout: Duration,
 }
 
 impl Settings {
@@ -522,6 +528,7 @@ impl Settings {
             ws = ?self.ws,
             replay_max = self.replay_max,
             calls = ?self.calls,
+            shutdown_timeout_secs = self.shutdown_timeout.as_secs(),
             web_dir = self.web_dir.as_ref().map_or("not built (API only)".to_string(), |d| d.display().to_string()),
             stun_urls = ?self.ice.stun_urls,
             turn_urls = ?self.ice.turn_urls,

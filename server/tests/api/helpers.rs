@@ -161,6 +161,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Shared by the instances of a cluster; dropped with the last of them.
     pub db: std::sync::Arc<TestDb>,
+    /// What SIGTERM runs, for tests of the graceful shutdown.
+    pub stopper: pychat::shutdown::Stopper,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -214,6 +216,7 @@ pub async fn spawn_instance(
         .expect("application builds");
     let addr = app.addr();
     let handle = app.handle();
+    let stopper = app.stopper();
     actix_web::rt::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -223,6 +226,7 @@ pub async fn spawn_instance(
         addr,
         client,
         db,
+        stopper,
         handle,
     }
 }
