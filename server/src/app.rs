@@ -19,6 +19,7 @@ use crate::calls::ice::IceConfig;
 use crate::chat::{Chat, ChatLimits};
 use crate::config::Settings;
 use crate::db::{Db, StartupError};
+use crate::shutdown::{Shutdown, Stopper};
 use crate::ws::hub::Hub;
 use crate::ws::session::Realtime;
 use crate::ws::ticket::Tickets;
@@ -69,6 +70,7 @@ impl AppState {
                 chat: chat.clone(),
                 calls: calls.clone(),
                 limits: settings.ws,
+                shutdown: Shutdown::default(),
             }),
             calls,
             chat,
@@ -95,7 +97,11 @@ pub enum RunError {
 
 /// Opens the database and applies pending migrations (blocking: call off the async workers).
 pub fn open_database(settings: &Settings) -> Result<Db, StartupError> {
-    let db = Db::connect(&settings.database_url, settings.database_pool_size)?;
+    let db = Db::connect_with_timeout(
+        &settings.database_url,
+        settings.database_pool_size,
+        settings.database_timeout,
+    )?;
     let applied = db.migrate(&settings.database_url)?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied migrations");
@@ -181,6 +187,8 @@ fn maintain_cluster(state: &AppState, timeout: Duration) {
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    realtime: Arc<Realtime>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -198,6 +206,7 @@ impl Application {
         let bus = connect_bus(&settings, &log).await?;
         let state = web::Data::new(AppState::new(&settings, db, bus, log, start));
         maintain_cluster(&state, settings.instance_timeout);
+        let realtime = state.realtime.clone();
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| RunError::Bind {
             addr: settings.bind,
@@ -238,7 +247,11 @@ impl Application {
 
         // What actix-web's HttpServer assembles, plus the upgrade service: requests that ask for
         // an upgrade reach `ws::upgrade` together with their connection.
-        let mut server = actix_server::Server::build();
+        // Signals are `shutdown::on_signals`'s (the binary's): WebSocket sessions must be drained
+        // before actix-server stops its workers.
+        let mut server = actix_server::Server::build()
+            .disable_signals()
+            .shutdown_timeout(settings.shutdown_timeout.as_secs());
         let shutdown = server.graceful_shutdown_signal();
         server = server.listen("pychat", listener, move || {
             let shutdown = shutdown.clone();
@@ -262,6 +275,8 @@ impl Application {
         Ok(Self {
             server: server.run(),
             addr,
+            realtime,
+            shutdown_timeout: settings.shutdown_timeout,
         })
     }
 
@@ -271,6 +286,15 @@ impl Application {
 
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
+    }
+
+    /// Shuts the server down gracefully (what SIGTERM does; see `shutdown.rs`).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            server: self.server.handle(),
+            realtime: self.realtime.clone(),
+            timeout: self.shutdown_timeout,
+        }
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

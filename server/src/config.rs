@@ -50,6 +50,9 @@ pub struct RawSettings {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub database_pool_size: u32,
+    /// How long a request waits for a pooled connection, and a health probe for an answer,
+    /// before the database counts as unavailable.
+    pub database_timeout_secs: u64,
     /// Message writer threads; unset: the backend's default (SQLite and clusters use one).
     pub message_writers: Option<usize>,
     pub redis_url: Option<String>,
@@ -82,6 +85,8 @@ pub struct RawSettings {
     pub single_machine: bool,
     /// How soon a killed instance's users are marked offline (with Redis).
     pub instance_timeout_secs: u64,
+    /// How long a SIGTERM or SIGINT may take: draining connections, then exiting.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for RawSettings {
@@ -91,6 +96,7 @@ impl Default for RawSettings {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             database_pool_size: 16,
+            database_timeout_secs: 2,
             message_writers: None,
             redis_url: None,
             jwt_secret: None,
@@ -119,6 +125,7 @@ impl Default for RawSettings {
             web_dir: PathBuf::from("web/dist"),
             single_machine: false,
             instance_timeout_secs: 30,
+            shutdown_timeout_secs: 10,
         }
     }
 }
@@ -150,6 +157,7 @@ impl RawSettings {
         "data_dir",
         "database_url",
         "database_pool_size",
+        "database_timeout_secs",
         "message_writers",
         "redis_url",
         "jwt_secret",
@@ -176,6 +184,7 @@ impl RawSettings {
         "web_dir",
         "single_machine",
         "instance_timeout_secs",
+        "shutdown_timeout_secs",
     ];
 
     /// Reads defaults, then `config_file` (if any), then the environment.
@@ -226,6 +235,12 @@ impl RawSettings {
         }
         if self.database_pool_size == 0 {
             return Err(ConfigError::new("database_pool_size", "must be at least 1"));
+        }
+        if self.database_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "database_timeout_secs",
+                "must be at least 1",
+            ));
         }
         if let Some(writers) = self.message_writers {
             let max = crate::chat::MAX_WRITERS;
@@ -360,6 +375,7 @@ impl RawSettings {
             data_dir: self.data_dir,
             database_url,
             database_pool_size: self.database_pool_size,
+            database_timeout: Duration::from_secs(self.database_timeout_secs),
             message_writers: self.message_writers,
             redis_url,
             jwt_secret,
@@ -382,6 +398,7 @@ impl RawSettings {
                 .is_file()
                 .then_some(self.web_dir),
             instance_timeout: Duration::from_secs(self.instance_timeout_secs),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
             calls: CallLimits {
                 max_peers: self.room_max_peers,
                 grace: Duration::from_secs(self.call_grace_secs),
@@ -473,6 +490,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: DatabaseUrl,
     pub database_pool_size: u32,
+    pub database_timeout: Duration,
     pub message_writers: Option<usize>,
     pub redis_url: Option<Secret>,
     pub jwt_secret: Secret,
@@ -488,6 +506,7 @@ pub struct Settings {
     /// The web app to serve, if it has been built.
     pub web_dir: Option<PathBuf>,
     pub instance_timeout: Duration,
+    pub shutdown_timeout: Duration,
 }
 
 impl Settings {
@@ -498,6 +517,7 @@ impl Settings {
             data_dir = %self.data_dir.display(),
             database = %self.database_url.redacted(),
             database_pool_size = self.database_pool_size,
+            database_timeout_secs = self.database_timeout.as_secs(),
             message_writers = self.message_writers.map_or("auto".to_string(), |w| w.to_string()),
             redis = %self.redis_url.as_ref().map_or("in-process".to_string(), |url| redact_url(url.expose())),
             jwt_secret = "[redacted]",
@@ -508,6 +528,7 @@ impl Settings {
             ws = ?self.ws,
             replay_max = self.replay_max,
             calls = ?self.calls,
+            shutdown_timeout_secs = self.shutdown_timeout.as_secs(),
             web_dir = self.web_dir.as_ref().map_or("not built (API only)".to_string(), |d| d.display().to_string()),
             stun_urls = ?self.ice.stun_urls,
             turn_urls = ?self.ice.turn_urls,

@@ -175,8 +175,14 @@ impl AppError {
         Self::new(ErrorCode::InternalError, "internal server error")
     }
 
+    /// A database failure (see `db::health`): logged here, retryable by the client.
     pub fn database_unavailable(err: impl fmt::Display) -> Self {
         tracing::error!(error = %err, "database unavailable");
+        Self::database_down()
+    }
+
+    /// The database is known to be down: its probe has logged that once, requests do not.
+    pub fn database_down() -> Self {
         Self::new(
             ErrorCode::DatabaseUnavailable,
             "the database is unavailable; try again shortly",
@@ -221,9 +227,11 @@ impl fmt::Display for AppError {
 
 impl std::error::Error for AppError {}
 
+/// `database_unavailable` for failures of the database, `internal_error` for the rest: the one
+/// classification is `db::app_error`.
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
-        Self::internal(err)
+        crate::db::app_error(err)
     }
 }
 

@@ -53,6 +53,7 @@ fn run(cli: &Cli) -> Result<(), MainError> {
             settings.log_effective();
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(settings).await?;
+                actix_web::rt::spawn(pychat::shutdown::on_signals(app.stopper()));
                 app.run_until_stopped().await.map_err(RunError::from)?;
                 Ok(())
             })

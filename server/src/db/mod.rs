@@ -4,6 +4,7 @@
 //! string as a file name. Queries are written once against [`DbConnection`]; the pool hands out
 //! connections that already carry each backend's session settings.
 
+pub mod health;
 pub mod messages;
 pub mod reads;
 pub mod schema;
@@ -12,14 +13,17 @@ pub mod users;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use diesel::connection::{SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::{MysqlConnection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
+
+pub use health::{Health, app_error};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -27,6 +31,21 @@ const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/my
 
 /// How long an SQLite writer waits for the lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+/// How long a checkout waits for a pooled connection when no timeout is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a request waiting for a pooled connection looks whether the database went down.
+const CHECKOUT_RECHECK: Duration = Duration::from_millis(100);
+/// What libpq is told unless the URL says otherwise: TCP keepalives after 5 s of silence, every
+/// 2 s, 3 unanswered and the connection is dead; data unacknowledged for 10 s kills it too. A
+/// query on a connection to a vanished server then fails in about 10 s instead of the kernel's
+/// many minutes. (`connect_timeout` is added from the database timeout.)
+const PG_TCP_PARAMS: &[(&str, &str)] = &[
+    ("keepalives", "1"),
+    ("keepalives_idle", "5"),
+    ("keepalives_interval", "2"),
+    ("keepalives_count", "3"),
+    ("tcp_user_timeout", "10000"),
+];
 
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
@@ -112,10 +131,35 @@ impl DatabaseUrl {
         }
     }
 
-    fn establish(&self) -> ConnectionResult<DbConnection> {
+    /// The PostgreSQL URL with the connect timeout and TCP settings it does not set itself.
+    fn with_pg_params(&self, connect_timeout: Duration) -> String {
+        let Ok(mut url) = url::Url::parse(&self.target) else {
+            return self.target.clone();
+        };
+        let given: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        // libpq takes whole seconds, at least 2.
+        let timeout = connect_timeout.as_secs().max(2).to_string();
+        let defaults = PG_TCP_PARAMS
+            .iter()
+            .copied()
+            .chain([("connect_timeout", timeout.as_str())]);
+        {
+            let mut query = url.query_pairs_mut();
+            for (key, value) in defaults {
+                if !given.iter().any(|k| k == key) {
+                    query.append_pair(key, value);
+                }
+            }
+        }
+        url.into()
+    }
+
+    fn establish(&self, connect_timeout: Duration) -> ConnectionResult<DbConnection> {
         let mut conn = match self.backend {
             Backend::Sqlite => DbConnection::Sqlite(SqliteConnection::establish(&self.target)?),
-            Backend::Postgres => DbConnection::Postgres(PgConnection::establish(&self.target)?),
+            Backend::Postgres => DbConnection::Postgres(PgConnection::establish(
+                &self.with_pg_params(connect_timeout),
+            )?),
             // diesel's MySQL connection already sets utf8mb4 and a UTC session time zone.
             Backend::Mysql => DbConnection::Mysql(MysqlConnection::establish(&self.target)?),
         };
@@ -149,6 +193,7 @@ impl fmt::Display for DatabaseUrl {
 /// r2d2 manager that establishes the backend named by the URL and applies its session setup.
 struct Manager {
     url: DatabaseUrl,
+    timeout: Duration,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -156,7 +201,7 @@ impl r2d2::ManageConnection for Manager {
     type Error = ConnectionError;
 
     fn connect(&self) -> Result<DbConnection, ConnectionError> {
-        self.url.establish()
+        self.url.establish(self.timeout)
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectionError> {
@@ -166,6 +211,17 @@ impl r2d2::ManageConnection for Manager {
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
         <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+/// r2d2 reports every failed attempt to open a connection, again and again while the database
+/// is down; the probe reports the outage once (`health.rs`), so these go to the debug log.
+#[derive(Debug)]
+struct QuietErrors;
+
+impl r2d2::HandleError<ConnectionError> for QuietErrors {
+    fn handle_error(&self, err: ConnectionError) {
+        tracing::debug!(error = %err, "database connection attempt failed");
     }
 }
 
@@ -189,10 +245,27 @@ pub enum StartupError {
 pub struct Db {
     pool: r2d2::Pool<Manager>,
     backend: Backend,
+    health: Arc<Health>,
+    /// How long a checkout waits for a pooled connection while the database counts as up.
+    timeout: Duration,
 }
 
+/// How long start-up waits for the database to answer (a server starting alongside, say).
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
 impl Db {
+    /// Opens the pool with the default checkout timeout.
     pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Self, StartupError> {
+        Self::connect_with_timeout(url, pool_size, DEFAULT_TIMEOUT)
+    }
+
+    /// Opens the pool; `timeout` bounds a checkout, a connection attempt and a health probe (see
+    /// [`health`]).
+    pub fn connect_with_timeout(
+        url: &DatabaseUrl,
+        pool_size: u32,
+        timeout: Duration,
+    ) -> Result<Self, StartupError> {
         if url.backend == Backend::Sqlite
             && let Some(parent) = std::path::Path::new(&url.target).parent()
             && !parent.as_os_str().is_empty()
@@ -202,19 +275,32 @@ impl Db {
                 source,
             })?;
         }
+        let connect_error = |source| StartupError::Connect {
+            url: url.redacted(),
+            source,
+        };
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             // Open connections on demand: many instances (or test databases) share one server.
             .min_idle(Some(pool_size.min(2)))
-            .connection_timeout(Duration::from_secs(10))
-            .build(Manager { url: url.clone() })
-            .map_err(|source| StartupError::Connect {
-                url: url.redacted(),
-                source,
-            })?;
+            // Also caps r2d2's back-off between attempts to open a connection at half of it, so
+            // the pool refills soon after the database returns.
+            .connection_timeout(timeout)
+            .error_handler(Box::new(QuietErrors))
+            .build_unchecked(Manager {
+                url: url.clone(),
+                timeout,
+            });
+        drop(pool.get_timeout(STARTUP_WAIT).map_err(connect_error)?);
+        let health = match url.backend {
+            Backend::Sqlite => Health::unprobed(),
+            Backend::Postgres | Backend::Mysql => Health::probed(url, timeout),
+        };
         Ok(Self {
             pool,
             backend: url.backend,
+            health,
+            timeout,
         })
     }
 
@@ -225,6 +311,11 @@ impl Db {
     /// Most connections the pool opens.
     pub fn pool_size(&self) -> u32 {
         self.pool.max_size()
+    }
+
+    /// False while the database is known to be down: requests fail at once meanwhile.
+    pub fn is_up(&self) -> bool {
+        self.health.is_up()
     }
 
     /// Applies the embedded migrations of this backend that have not run yet.
@@ -246,14 +337,53 @@ impl Db {
         Ok(applied.iter().map(ToString::to_string).collect())
     }
 
+    /// A pooled connection, or `database_unavailable`: at once while the database is known to be
+    /// down, else once none has come free within the timeout. Waits in short steps so that a
+    /// database found down meanwhile ends the wait.
+    fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, AppError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if !self.health.is_up() {
+                return Err(AppError::database_down());
+            }
+            let step = deadline
+                .saturating_duration_since(Instant::now())
+                .min(CHECKOUT_RECHECK);
+            match self.pool.get_timeout(step) {
+                Ok(conn) => return Ok(conn),
+                Err(err) if Instant::now() >= deadline => {
+                    self.health.wake();
+                    return Err(AppError::database_unavailable(err));
+                }
+                // No connection yet: the pool is busy, or connections fail. The probe tells.
+                Err(_) => self.health.wake(),
+            }
+        }
+    }
+
+    /// Runs `work` on a checked-out connection; a failure that may be the database's wakes the
+    /// probe.
+    fn with_checkout<T>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        let mut conn = self.checkout()?;
+        let result = work(&mut conn);
+        if let Err(err) = &result
+            && err.code() == ErrorCode::DatabaseUnavailable
+        {
+            self.health.wake();
+        }
+        result
+    }
+
     /// Runs `work` with a pooled connection on the calling thread, which must be one that may
     /// block (the message writer's own thread).
     pub fn with_connection<T>(
         &self,
         work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>,
     ) -> Result<T, AppError> {
-        let mut conn = self.pool.get().map_err(AppError::database_unavailable)?;
-        work(&mut conn)
+        self.with_checkout(work)
     }
 
     /// Runs `work` with a pooled connection on the blocking thread pool.
@@ -262,13 +392,14 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
-        actix_web::web::block(move || {
-            let mut conn = pool.get().map_err(AppError::database_unavailable)?;
-            work(&mut conn)
-        })
-        .await
-        .map_err(AppError::internal)?
+        // Known down: no trip to the blocking pool.
+        if !self.health.is_up() {
+            return Err(AppError::database_down());
+        }
+        let db = self.clone();
+        actix_web::web::block(move || db.with_checkout(work))
+            .await
+            .map_err(AppError::internal)?
     }
 }
 

@@ -26,6 +26,7 @@ use crate::calls::Calls;
 use crate::calls::rooms::Caller;
 use crate::chat::{Chat, Identity, PresenceStatus, Replay};
 use crate::error::{AppError, ErrorCode};
+use crate::shutdown::{Shutdown, Watch};
 
 use super::hub::{ConnId, Delivery, Outbound};
 use super::protocol::{
@@ -53,6 +54,7 @@ pub struct Realtime {
     pub chat: Chat,
     pub calls: Calls,
     pub limits: WsLimits,
+    pub shutdown: Shutdown,
 }
 
 pub struct SessionContext {
@@ -163,6 +165,8 @@ struct Connection {
     resume_after: Option<i64>,
     socket: Socket,
     pending: Pending,
+    /// Held until the connection is closed: the server's shutdown waits for every one.
+    shutdown: Watch,
     bucket: TokenBucket,
     strikes: u32,
     last_typing: Option<(String, Instant)>,
@@ -178,12 +182,14 @@ pub fn run(ctx: SessionContext, socket: Socket) -> impl Future<Output = ()> + 's
     } = ctx;
     let limits = realtime.limits;
     let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
+    let shutdown = realtime.shutdown.watch();
     let mut conn = Connection {
         registration: Registration::new(realtime, identity, tx),
         display_name,
         resume_after,
         socket,
         pending: FuturesUnordered::new(),
+        shutdown,
         bucket: TokenBucket::new(limits.rate_per_sec, limits.rate_burst),
         strikes: 0,
         last_typing: None,
@@ -200,20 +206,28 @@ pub fn run(ctx: SessionContext, socket: Socket) -> impl Future<Output = ()> + 's
         let Connection {
             registration,
             socket,
+            shutdown,
             ..
         } = conn;
         drop(registration);
         Box::pin(finish(socket, reason)).await;
+        drop(shutdown);
     }
 }
 
-/// Ends the connection: sends the close frame (or the reply to the client's, which tungstenite
+/// Ends the connection: sends the close frame (or the answer to the client's, which tungstenite
 /// has queued), shuts down the sending side, and reads and drops whatever the client still sends
 /// until it closes too. Closing a socket that holds unread bytes (the rest of an oversized frame,
 /// say) resets the connection, and the client would then lose the close frame.
 async fn finish(mut socket: Socket, reason: Option<CloseFrame>) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async move {
-        if socket.close(reason).await.is_err() {
+        // After the client's close, sending a message is refused: only a flush writes the
+        // answering close tungstenite queued (with the client's code).
+        let sent = match reason {
+            Some(reason) => socket.close(Some(reason)).await,
+            None => SinkExt::close(&mut socket).await,
+        };
+        if sent.is_err() {
             return;
         }
         let tcp = socket.get_mut();
@@ -228,6 +242,20 @@ async fn finish(mut socket: Socket, reason: Option<CloseFrame>) {
 
 /// Raised when the socket is gone: nothing more can be sent.
 struct Gone;
+
+/// What a hub delivery sends: its text, nothing (a message the replay already sent), or the
+/// close for a connection the hub cut off because its queue filled.
+fn forward(
+    out: Option<&Outbound>,
+    replayed_up_to: i64,
+) -> Result<Option<FrameText>, Option<CloseFrame>> {
+    match out {
+        Some(Outbound::Message { id, text }) if *id > replayed_up_to => Ok(Some(text.clone())),
+        Some(Outbound::Message { .. }) => Ok(None),
+        Some(Outbound::Frame(text)) => Ok(Some(text.clone())),
+        None => Err(close(CloseCode::Policy, "not reading fast enough")),
+    }
+}
 
 impl Connection {
     fn realtime(&self) -> &Realtime {
@@ -311,13 +339,14 @@ impl Connection {
         loop {
             let step = tokio::select! {
                 biased;
-                out = rx.recv() => match out.as_deref() {
-                    Some(Outbound::Message { id, text }) if *id > replayed_up_to => {
-                        self.send_text(text.clone()).await
-                    }
-                    Some(Outbound::Message { .. }) => Ok(()),
-                    Some(Outbound::Frame(text)) => self.send_text(text.clone()).await,
-                    None => return close(CloseCode::Policy, "not reading fast enough"),
+                // First: a client that never stops sending must not hold off the shutdown.
+                close_by = self.registration.realtime.shutdown.started() => {
+                    return Box::pin(self.drain(rx, replayed_up_to, close_by)).await;
+                }
+                out = rx.recv() => match forward(out.as_deref(), replayed_up_to) {
+                    Ok(Some(text)) => self.send_text(text).await,
+                    Ok(None) => Ok(()),
+                    Err(reason) => return reason,
                 },
                 Some(reply) = self.pending.next(), if !self.pending.is_empty() => match reply {
                     Some(text) => self.send_text(text).await,
@@ -366,6 +395,39 @@ impl Connection {
                 return None;
             }
         }
+    }
+
+    /// The server is shutting down: reads no more frames, sends the replies of the work already
+    /// started (and deliveries meanwhile) until none is pending or `close_by`, then closes with
+    /// 1001. Unsent replies are safe: an ack is only sent for a stored message, and a retry of an
+    /// unacked one with the same `client_msg_id` gets the stored row.
+    async fn drain(
+        &mut self,
+        rx: &mut mpsc::Receiver<Delivery>,
+        replayed_up_to: i64,
+        close_by: tokio::time::Instant,
+    ) -> Option<CloseFrame> {
+        let deadline = tokio::time::sleep_until(close_by);
+        tokio::pin!(deadline);
+        while !self.pending.is_empty() {
+            let step = tokio::select! {
+                biased;
+                () = &mut deadline => break,
+                out = rx.recv() => match forward(out.as_deref(), replayed_up_to) {
+                    Ok(Some(text)) => self.send_text(text).await,
+                    Ok(None) => Ok(()),
+                    Err(reason) => return reason,
+                },
+                Some(reply) = self.pending.next() => match reply {
+                    Some(text) => self.send_text(text).await,
+                    None => Ok(()),
+                },
+            };
+            if step.is_err() {
+                return None;
+            }
+        }
+        close(CloseCode::Away, "server shutting down")
     }
 
     /// Sends what the client missed; returns the newest message id it now has.
@@ -594,7 +656,8 @@ mod tests {
 
     #[test]
     fn the_idle_connection_future_stays_small() {
-        // Every connection's task holds this future for its whole life: 832 bytes when written.
+        // Every connection's task holds this future for its whole life: 832 bytes when written,
+        // 928 with the shutdown branch.
         let size = future_size(run);
         assert!(
             size <= 1024,

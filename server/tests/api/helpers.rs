@@ -56,7 +56,7 @@ fn with_database(admin_url: &str, name: &str) -> String {
 /// libpq initialises Kerberos for GSSAPI encryption on every connection; a connection still being
 /// opened by a background thread while the test process exits then aborts in krb5's teardown
 /// ("k5_mutex_lock: Received error 22"). Nothing here uses GSSAPI: switch it off.
-fn without_gssapi(url: &str) -> String {
+pub fn without_gssapi(url: &str) -> String {
     if url.contains("gssencmode=") {
         return url.to_string();
     }
@@ -113,6 +113,18 @@ impl TestDb {
         })
     }
 
+    /// A database on a server the test runs itself (and stops, to see what the app does):
+    /// nothing is created or dropped.
+    pub fn on_private_server(backend: Backend, url: String) -> Self {
+        Self {
+            url,
+            backend,
+            admin_url: None,
+            name: String::new(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
     /// A direct connection, for checks and for changes no endpoint makes (deleting a user).
     pub fn connect(&self) -> pychat::db::Db {
         let url = pychat::db::DatabaseUrl::parse(&self.url).expect("test URL parses");
@@ -149,6 +161,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Shared by the instances of a cluster; dropped with the last of them.
     pub db: std::sync::Arc<TestDb>,
+    /// What SIGTERM runs, for tests of the graceful shutdown.
+    pub stopper: pychat::shutdown::Stopper,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -202,6 +216,7 @@ pub async fn spawn_instance(
         .expect("application builds");
     let addr = app.addr();
     let handle = app.handle();
+    let stopper = app.stopper();
     actix_web::rt::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -211,6 +226,7 @@ pub async fn spawn_instance(
         addr,
         client,
         db,
+        stopper,
         handle,
     }
 }

@@ -176,6 +176,14 @@ impl WsClient {
         }
     }
 
+    /// The next frame of any kind, control frames included; `None` once the connection ended.
+    pub async fn next_message(&mut self) -> Option<Message> {
+        match tokio::time::timeout(WAIT, self.socket.next()).await {
+            Err(_) => panic!("nothing arrived within {WAIT:?}"),
+            Ok(next) => next.and_then(Result::ok),
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
         // Drain until the server's close arrives, so the server has unregistered us.
