@@ -56,7 +56,8 @@ pub struct State {
     /// Ids that came in over REST after `resync_required`.
     pub fetched: HashSet<i64>,
     pub duplicates: u64,
-    pub out_of_order: Vec<(i64, i64)>,
+    /// (newest id before, id that came after it, during the replay?) on one connection.
+    pub out_of_order: Vec<(i64, i64, bool)>,
     pub internal_errors: u64,
     pub db_unavailable: u64,
     pub other_errors: Vec<String>,
@@ -253,6 +254,7 @@ impl Client {
         let mut last_ping = Instant::now();
         let mut hello = false;
         let mut last_on_connection = 0i64;
+        let mut replaying = true;
         let mut step = tokio::time::interval(STEP);
         let resume_request = self.state().resume_requested;
         {
@@ -288,8 +290,9 @@ impl Client {
                     };
                     match frame["type"].as_str() {
                         Some("hello") => hello = true,
-                        Some("message") => self.on_message(&frame, &mut last_on_connection),
+                        Some("message") => self.on_message(&frame, &mut last_on_connection, replaying),
                         Some("replay_end") => {
+                            replaying = false;
                             let mut s = self.state();
                             let last = frame["last_id"].as_i64().unwrap_or(0);
                             s.cursor = s.cursor.max(last);
@@ -297,6 +300,7 @@ impl Client {
                             s.resumes_done = s.resumes_done.max(resume_request);
                         }
                         Some("resync_required") => {
+                            replaying = false;
                             let newest = frame["newest_id"].as_i64().unwrap_or(0);
                             if self.resync(http, addr, newest).await.is_err() {
                                 return Ended::Dead;
@@ -382,14 +386,14 @@ impl Client {
         }
     }
 
-    fn on_message(&self, frame: &Value, last_on_connection: &mut i64) {
+    fn on_message(&self, frame: &Value, last_on_connection: &mut i64, replaying: bool) {
         let message = &frame["message"];
         let Some(id) = message["id"].as_i64() else {
             return;
         };
         let mut s = self.state();
         if id <= *last_on_connection {
-            s.out_of_order.push((*last_on_connection, id));
+            s.out_of_order.push((*last_on_connection, id, replaying));
         }
         *last_on_connection = (*last_on_connection).max(id);
         let count = s.received.entry(id).or_insert(0);

@@ -281,6 +281,8 @@ fn template(backend: Backend) -> &'static Path {
             _ => {
                 run_ok(
                     Command::new("mariadb-install-db")
+                        // The machine's my.cnf describes the machine's own server.
+                        .arg("--no-defaults")
                         .arg(format!("--datadir={}", root.join("data").display()))
                         .args([
                             "--auth-root-authentication-method=normal",

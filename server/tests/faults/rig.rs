@@ -27,6 +27,16 @@ pub struct Reply {
 impl Rig {
     /// `None` when a tool is missing outside CI (the test is skipped and says so).
     pub async fn start(backend: Backend, instances: usize, redis: bool) -> Option<Self> {
+        Self::start_with(backend, instances, redis, &[]).await
+    }
+
+    /// [`Self::start`] with more `PYCHAT_*` settings for every instance.
+    pub async fn start_with(
+        backend: Backend,
+        instances: usize,
+        redis: bool,
+        settings: &[(&str, &str)],
+    ) -> Option<Self> {
         if redis && !(require_tool("redis-server") && require_tool("redis-cli")) {
             return None;
         }
@@ -42,7 +52,8 @@ impl Rig {
             redis,
             db,
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
+                // Probes during outages: an answer slower than this is a failure anyway.
+                .timeout(Duration::from_secs(3))
                 .build()
                 .expect("http"),
             scratch,
@@ -59,6 +70,7 @@ impl Rig {
                     SHUTDOWN_TIMEOUT.as_secs().to_string(),
                 ),
             ];
+            env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             if let Some(redis) = &rig.redis {
                 env.push(("PYCHAT_REDIS_URL".to_string(), redis.url()));
             }
@@ -98,7 +110,11 @@ impl Rig {
             }
             Err(err) => Reply {
                 status: 0,
-                body: Value::String(err.to_string()),
+                body: Value::String(if err.is_timeout() {
+                    "no answer".to_string()
+                } else {
+                    err.to_string()
+                }),
                 took: started.elapsed(),
             },
         }

@@ -268,9 +268,10 @@ impl Report {
             r.reconnects += s.connects.saturating_sub(1 + s.requested_reconnects);
             r.resyncs += s.resyncs;
             r.out_of_order += s.out_of_order.len();
-            for (before, id) in s.out_of_order.iter().take(3) {
+            for (before, id, replaying) in s.out_of_order.iter().take(3) {
+                let when = if *replaying { "in the replay" } else { "live" };
                 r.out_of_order_examples
-                    .push(format!("{} got {id} after {before}", client.user));
+                    .push(format!("{} got {id} after {before} ({when})", client.user));
             }
             r.other_errors
                 .extend(s.other_errors.iter().take(3).cloned());
@@ -352,6 +353,12 @@ impl Report {
     /// is eventually acked and stored once, DB failures answer `database_unavailable`, and every
     /// connection delivers in id order.
     pub fn assert_clean(&self) {
+        self.assert_clean_and(&[]);
+    }
+
+    /// [`Self::assert_clean`], also failing with the scenario's own `problems` (close codes,
+    /// fail-fast answers, subscriptions), all reported together.
+    pub fn assert_clean_and(&self, problems: &[String]) {
         let mut failures = Vec::new();
         if self.lost > 0 {
             failures.push(format!("{} acked messages never delivered", self.lost));
@@ -392,6 +399,10 @@ impl Report {
         }
         if !self.other_errors.is_empty() {
             failures.push(format!("unexpected errors: {:?}", self.other_errors));
+        }
+        failures.extend(problems.iter().take(10).cloned());
+        if problems.len() > 10 {
+            failures.push(format!("and {} more", problems.len() - 10));
         }
         assert!(
             failures.is_empty(),
