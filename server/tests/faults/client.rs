@@ -101,6 +101,8 @@ pub struct Config {
     /// Small receive buffer (the slow consumer), so the server's queue fills soon.
     pub small_rcvbuf: bool,
     pub first_instance: usize,
+    /// Characters added to every body (big frames fill a stalled reader's buffers sooner).
+    pub padding: usize,
 }
 
 enum Ended {
@@ -353,7 +355,7 @@ impl Client {
                                 *sent_so_far += 1;
                                 s.next_seq += 1;
                                 let cmid = format!("{}-{}", self.user, s.next_seq);
-                                let body = format!("{} #{} to {}", self.user, s.next_seq, self.peer);
+                                let body = format!("{} #{} to {} {}", self.user, s.next_seq, self.peer, "~".repeat(config.padding));
                                 s.sent.insert(cmid.clone());
                                 s.outbox.insert(cmid, Pending { body, sent_at: None, retry_at: None });
                             }
@@ -445,25 +447,53 @@ impl Client {
         }
     }
 
-    /// `resync_required`: load the conversation over REST from the cursor, continue at `newest`.
+    async fn get_json(&self, http: &reqwest::Client, url: String) -> Result<Value, String> {
+        let reply = http
+            .get(url)
+            .bearer_auth(&self.access)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !reply.status().is_success() {
+            return Err(format!("{}", reply.status()));
+        }
+        reply.json().await.map_err(|e| e.to_string())
+    }
+
+    /// `resync_required`: load every conversation over REST from the cursor on (as the web app
+    /// reloads what it shows), then continue at `newest`.
     async fn resync(&self, http: &reqwest::Client, addr: &str, newest: i64) -> Result<(), String> {
-        let mut after = self.state().cursor;
-        for _ in 0..1000 {
-            let reply = http
-                .get(format!(
-                    "http://{addr}/api/conversations/{}/messages?after={after}&limit=200",
-                    self.peer
-                ))
-                .bearer_auth(&self.access)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if !reply.status().is_success() {
-                return Err(format!("history: {}", reply.status()));
+        let cursor = self.state().cursor;
+        let mut peers = Vec::new();
+        let mut before: Option<i64> = None;
+        for _ in 0..50 {
+            let mut url = format!("http://{addr}/api/conversations?limit=100");
+            if let Some(before) = before {
+                url.push_str(&format!("&before={before}"));
             }
-            let page: Value = reply.json().await.map_err(|e| e.to_string())?;
-            let messages = page["messages"].as_array().cloned().unwrap_or_default();
-            {
+            let page = self.get_json(http, url).await?;
+            for conversation in page["conversations"].as_array().into_iter().flatten() {
+                if let Some(peer) = conversation["peer"]["username"].as_str() {
+                    peers.push(peer.to_string());
+                }
+            }
+            before = page["next_before"].as_i64();
+            if before.is_none() {
+                break;
+            }
+        }
+        for peer in peers {
+            let mut after = cursor;
+            for _ in 0..1000 {
+                let page = self
+                    .get_json(
+                        http,
+                        format!(
+                            "http://{addr}/api/conversations/{peer}/messages?after={after}&limit=200"
+                        ),
+                    )
+                    .await?;
+                let messages = page["messages"].as_array().cloned().unwrap_or_default();
                 let mut s = self.state();
                 for message in &messages {
                     if let Some(id) = message["id"].as_i64() {
@@ -471,14 +501,14 @@ impl Client {
                         s.fetched.insert(id);
                     }
                 }
-            }
-            if !page["has_more"].as_bool().unwrap_or(false) || messages.is_empty() {
-                break;
+                if !page["has_more"].as_bool().unwrap_or(false) || messages.is_empty() {
+                    break;
+                }
             }
         }
         let mut s = self.state();
         s.resyncs += 1;
-        s.cursor = s.cursor.max(newest).max(after);
+        s.cursor = s.cursor.max(newest);
         Ok(())
     }
 

@@ -11,8 +11,8 @@
 mod client;
 mod procs;
 mod rig;
-mod scenarios;
 mod traffic;
+mod under_faults;
 
 /// Runs each listed `async fn(Backend)` on a private PostgreSQL and a private MariaDB, as
 /// `<name>::postgres` and `<name>::mysql`.

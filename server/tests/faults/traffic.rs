@@ -27,6 +27,8 @@ pub struct Spec {
     pub rate: f64,
     /// A tiny socket receive buffer (the slow consumer), so the server's queue fills soon.
     pub small_rcvbuf: bool,
+    /// Characters added to every body.
+    pub padding: usize,
 }
 
 impl Spec {
@@ -37,6 +39,7 @@ impl Spec {
             first_instance,
             rate,
             small_rcvbuf: false,
+            padding: 0,
         }
     }
 }
@@ -102,6 +105,7 @@ impl Traffic {
                 rate: spec.rate,
                 small_rcvbuf: spec.small_rcvbuf,
                 first_instance: spec.first_instance,
+                padding: spec.padding,
             };
             tasks.push(tokio::spawn(client.clone().run(config)));
         }

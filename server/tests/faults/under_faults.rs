@@ -358,7 +358,10 @@ async fn slow_consumer(backend: Backend) {
     slow.small_rcvbuf = true;
     specs.push(slow);
     for f in 0..4 {
-        specs.push(Spec::new(&format!("fan{f}"), "slow", f, 40.0));
+        // Big messages: loopback sockets buffer megabytes before the server's queue fills.
+        let mut fan = Spec::new(&format!("fan{f}"), "slow", f, 50.0);
+        fan.padding = 3500;
+        specs.push(fan);
     }
     let traffic = Traffic::start(&rig.addrs(), specs).await;
     let mut problems = Vec::new();
@@ -374,7 +377,7 @@ async fn slow_consumer(backend: Backend) {
         .collect();
     traffic.client("slow").state().paused = true;
     let paused_at = Instant::now();
-    // The stalled reader's queue fills at ~160 messages/s; check the others every 2 s.
+    // ~700 KB/s to the stalled reader (200 messages of 3.5 KB); the others checked every 2 s.
     let mut last: Vec<u64> = before.iter().map(|b| b.1).collect();
     while paused_at.elapsed() < secs(14.0) {
         sleep(secs(2.0)).await;
