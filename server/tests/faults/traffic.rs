@@ -311,7 +311,7 @@ impl Report {
                 }
             }
         }
-        for ((user, cmid), _) in &stored {
+        for (user, cmid) in stored.keys() {
             let acked = by_user
                 .get(user.as_str())
                 .is_some_and(|c| c.state().acked.contains_key(cmid));

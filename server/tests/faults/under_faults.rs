@@ -40,7 +40,7 @@ on_db_backends!(
     random_faults,
 );
 
-/// 1. Two instances and a Redis, no fault: the harness itself must count everything clean.
+/// Scenario 1: Two instances and a Redis, no fault: the harness itself must count everything clean.
 async fn baseline(backend: Backend) {
     let Some(rig) = Rig::start(backend, 2, true).await else {
         return;
@@ -53,7 +53,7 @@ async fn baseline(backend: Backend) {
         .assert_clean();
 }
 
-/// 2. SIGKILL one of two instances mid-traffic; its clients move to the survivor; it comes
+/// Scenario 2: SIGKILL one of two instances mid-traffic; its clients move to the survivor; it comes
 /// back later.
 async fn instance_killed(backend: Backend) {
     let Some(mut rig) = Rig::start(backend, 2, true).await else {
@@ -71,7 +71,7 @@ async fn instance_killed(backend: Backend) {
         .assert_clean();
 }
 
-/// 3. Redis killed for 10 s and restarted empty: subscriptions come back, `/readyz` returns to
+/// Scenario 3: Redis killed for 10 s and restarted empty: subscriptions come back, `/readyz` returns to
 /// bus `ok`, and cross-instance delivery works again without clients reconnecting.
 async fn redis_restarted_empty(backend: Backend) {
     let Some(mut rig) = Rig::start(backend, 2, true).await else {
@@ -140,7 +140,7 @@ async fn redis_restarted_empty(backend: Backend) {
         .assert_clean_and(&problems);
 }
 
-/// 4. Redis stalled 2 s (SIGSTOP) while a receiver reconnects: during the stall its newest id
+/// Scenario 4: Redis stalled 2 s (SIGSTOP) while a receiver reconnects: during the stall its newest id
 /// moves ahead with messages from a sender on its own instance, while earlier messages from the
 /// other instance wait in Redis. A resume from that newest id must still miss nothing.
 async fn redis_stall_during_resume(backend: Backend) {
@@ -175,7 +175,7 @@ async fn redis_stall_during_resume(backend: Backend) {
         .assert_clean_and(&problems);
 }
 
-/// 5. The database stopped for 10 s and restarted, under a two-instance cluster: sends get
+/// Scenario 5: The database stopped for 10 s and restarted, under a two-instance cluster: sends get
 /// `database_unavailable` (never an ack, never `internal_error`) and are retried; REST and
 /// `/readyz` answer 503 fast (within 1.5 s), not after a pool timeout.
 async fn database_outage(backend: Backend) {
@@ -232,7 +232,7 @@ async fn database_outage(backend: Backend) {
     report.assert_clean_and(&problems);
 }
 
-/// 6. The database crashed for 2 s, four times, while batches are being committed.
+/// Scenario 6: The database crashed for 2 s, four times, while batches are being committed.
 async fn database_crash_cycles(backend: Backend) {
     let Some(mut rig) = Rig::start(backend, 2, true).await else {
         return;
@@ -288,7 +288,7 @@ async fn close_is_answered(rig: &Rig, token: &str) -> Result<(), String> {
     Err("no answering Close within 3 s".to_string())
 }
 
-/// 7. SIGTERM one instance under traffic: its clients get Close 1001 (not a dropped
+/// Scenario 7: SIGTERM one instance under traffic: its clients get Close 1001 (not a dropped
 /// connection), in-flight sends are answered or safely retried, the process exits within
 /// `PYCHAT_SHUTDOWN_TIMEOUT_SECS`.
 async fn instance_sigterm(backend: Backend) {
@@ -345,7 +345,7 @@ async fn instance_sigterm(backend: Backend) {
         .assert_clean_and(&problems);
 }
 
-/// 8. A receiver that stops reading is closed with 1008, then reconnects and resumes with
+/// Scenario 8: A receiver that stops reading is closed with 1008, then reconnects and resumes with
 /// nothing lost; everyone else goes on unaffected meanwhile.
 async fn slow_consumer(backend: Backend) {
     // The smallest queue the server accepts, so that it fills within seconds.
@@ -422,7 +422,7 @@ async fn slow_consumer(backend: Backend) {
         .assert_clean_and(&problems);
 }
 
-/// 9. The single-instance default (SQLite, no Redis) SIGKILLed under traffic and restarted on
+/// Scenario 9: The single-instance default (SQLite, no Redis) SIGKILLed under traffic and restarted on
 /// the same file.
 #[tokio::test(flavor = "current_thread")]
 async fn sqlite_instance_killed() {
@@ -444,7 +444,7 @@ async fn sqlite_instance_killed() {
         .assert_clean();
 }
 
-/// 10. A generated sequence of faults over a bounded time (`PYCHAT_SOAK_SECS`, 40 s by
+/// Scenario 10: A generated sequence of faults over a bounded time (`PYCHAT_SOAK_SECS`, 40 s by
 /// default), from a seed (`PYCHAT_FAULT_SEED` replays one; printed on failure).
 async fn random_faults(backend: Backend) {
     let seed: u64 = std::env::var("PYCHAT_FAULT_SEED")
