@@ -556,6 +556,7 @@ impl Instance {
             .env("PYCHAT_BCRYPT_COST", "4")
             .env("PYCHAT_WEB_DIR", "/nonexistent")
             .env("PYCHAT_LOG", "info")
+            .env("NO_COLOR", "1")
             .env("PYCHAT_WORKERS", "2")
             .env("PYCHAT_ACCESS_TOKEN_TTL_SECS", "3600")
             .env("PYCHAT_INSTANCE_TIMEOUT_SECS", "3")
@@ -566,7 +567,7 @@ impl Instance {
             command.env(k, v);
         }
         let child = command
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("pychat runs");

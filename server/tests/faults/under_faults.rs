@@ -80,20 +80,26 @@ async fn redis_restarted_empty(backend: Backend) {
     let traffic = Traffic::start(&rig.addrs(), pairs(PAIRS, RATE)).await;
     let mut problems = Vec::new();
     sleep(secs(4.0)).await;
+    // The probe itself: before the fault, the user channels are there.
+    let before = rig.redis().channels();
+    assert!(
+        before.iter().any(|c| c.starts_with("pychat:u:")),
+        "PUBSUB CHANNELS shows no user channel before the fault: {before:?}"
+    );
     rig.redis().kill();
     sleep(secs(10.0)).await;
     rig.redis().restart().await;
     if !rig.bus_ok_everywhere(secs(15.0)).await {
         problems.push("/readyz never reported bus ok on every instance".to_string());
     }
-    // Every connected user's channel is subscribed again.
+    let bus_ok = Instant::now();
+    // Every connected user's channel is subscribed again, soon after /readyz says `ok`.
     let ids: std::collections::HashMap<String, String> = rig
         .db
         .query("SELECT username, id FROM users")
         .into_iter()
         .map(|row| (row[0].clone(), row[1].clone()))
         .collect();
-    let deadline = Instant::now() + secs(10.0);
     let missing = loop {
         let channels = rig.redis().channels();
         let missing: Vec<String> = traffic
@@ -103,15 +109,21 @@ async fn redis_restarted_empty(backend: Backend) {
             .map(|c| format!("pychat:u:{}", ids[&c.user]))
             .filter(|channel| !channels.contains(channel))
             .collect();
-        if missing.is_empty() || Instant::now() > deadline {
+        if missing.is_empty() || bus_ok.elapsed() > secs(20.0) {
             break missing;
         }
         sleep(secs(0.2)).await;
     };
     if !missing.is_empty() {
         problems.push(format!(
-            "not subscribed again after the restart: {missing:?} (PUBSUB CHANNELS: {:?})",
+            "20 s after /readyz said bus ok, still not subscribed again: {missing:?} (PUBSUB \
+             CHANNELS: {:?})",
             rig.redis().channels()
+        ));
+    } else if bus_ok.elapsed() > secs(5.0) {
+        problems.push(format!(
+            "the user channels were subscribed again only {:?} after /readyz said bus ok",
+            bus_ok.elapsed()
         ));
     }
     // Cross-instance live delivery, on the connections that lived through the outage.
