@@ -39,6 +39,7 @@ struct Pending {
     /// When it last went out on a connection; `None`: not on the current connection yet.
     sent_at: Option<Instant>,
     retry_at: Option<Instant>,
+    attempts: u32,
 }
 
 /// Everything one client knows and did. Read by the harness through [`Client::state`].
@@ -68,6 +69,8 @@ pub struct State {
     pub resyncs: u64,
     pub closes: Vec<Close>,
     pub connected_to: Option<usize>,
+    /// The instance of the latest connection (kept after it ends).
+    pub last_instance: Option<usize>,
     /// Resume requests served: `replay_end` (or `resync_required`) received after the request.
     pub resumes_done: u64,
     pub live_deliveries: u64,
@@ -83,6 +86,15 @@ pub struct State {
 impl State {
     pub fn unacked(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// What is still waiting for an ack: `client_msg_id` and how often it was sent.
+    pub fn unacked_examples(&self, n: usize) -> Vec<(String, u32)> {
+        self.outbox
+            .iter()
+            .take(n)
+            .map(|(cmid, p)| (cmid.clone(), p.attempts))
+            .collect()
     }
 }
 
@@ -153,6 +165,7 @@ impl Client {
                         let mut s = self.state();
                         s.connects += 1;
                         s.connected_to = Some(instance);
+                        s.last_instance = Some(instance);
                     }
                     let ended = self
                         .serve(
@@ -357,7 +370,7 @@ impl Client {
                                 let cmid = format!("{}-{}", self.user, s.next_seq);
                                 let body = format!("{} #{} to {} {}", self.user, s.next_seq, self.peer, "~".repeat(config.padding));
                                 s.sent.insert(cmid.clone());
-                                s.outbox.insert(cmid, Pending { body, sent_at: None, retry_at: None });
+                                s.outbox.insert(cmid, Pending { body, sent_at: None, retry_at: None, attempts: 0 });
                             }
                         } else {
                             // Not sending: don't owe a burst when sending starts again.
@@ -374,6 +387,7 @@ impl Client {
                             if due && frames.len() < 200 {
                                 pending.sent_at = Some(now);
                                 pending.retry_at = None;
+                                pending.attempts += 1;
                                 frames.push(self.send_frame_of(cmid, &pending.body));
                             }
                         }

@@ -233,6 +233,7 @@ pub struct Report {
     pub id_mismatch: usize,
     pub other_errors: Vec<String>,
     pub lost_examples: Vec<String>,
+    pub unacked_examples: Vec<String>,
     pub out_of_order_examples: Vec<String>,
     pub closes: Vec<(String, Close)>,
     pub resumed_all: bool,
@@ -279,6 +280,15 @@ impl Report {
             }
             r.other_errors
                 .extend(s.other_errors.iter().take(3).cloned());
+            if r.unacked_examples.len() < 5 {
+                let on = s.last_instance.map_or("never connected".to_string(), |i| {
+                    format!("last on instance {i}")
+                });
+                for (cmid, attempts) in s.unacked_examples(2) {
+                    r.unacked_examples
+                        .push(format!("{cmid} (sent {attempts} times, {on})"));
+                }
+            }
             r.closes
                 .extend(s.closes.iter().map(|c| (client.user.clone(), c.clone())));
             for (cmid, &id) in &s.acked {
@@ -326,7 +336,7 @@ impl Report {
         format!(
             "[faults] {}: sent {} / acked {} / stored {} / delivered {} / duplicates {} / lost {} \
              | internal_errors {} database_unavailable {} reconnects {} out_of_order {} resyncs {} \
-             acked_not_stored {} stored_not_acked {} id_mismatch {}{}{}{}{}",
+             acked_not_stored {} stored_not_acked {} id_mismatch {}{}{}{}{}{}",
             self.label,
             self.sent,
             self.acked,
@@ -348,6 +358,7 @@ impl Report {
                 " | NOT every client finished its final resume"
             },
             examples(" | lost e.g. ", &self.lost_examples),
+            examples(" | never acked e.g. ", &self.unacked_examples),
             examples(" | out of order e.g. ", &self.out_of_order_examples),
             examples(" | errors e.g. ", &self.other_errors),
         )
