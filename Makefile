@@ -1,5 +1,5 @@
 # The two commands of the README. Everything they need is installed by scripts/setup.sh.
-.PHONY: run test bench
+.PHONY: run test bench soak
 
 ## Build and run the server: SQLite under ./data, in-process fan-out, http://127.0.0.1:8080
 run:
@@ -18,3 +18,10 @@ bench:
 	bench/peers/install.sh
 	cargo build --release --locked -q -p pychat -p pychat-bench
 	python3 bench/run.py
+
+## The generated fault sequence for 5 minutes per database (PYCHAT_FAULT_SEED=<n> replays one):
+## instances killed and SIGTERMed, Redis killed and stalled, the database crashed, under traffic
+soak:
+	cargo build --locked -q -p pychat
+	PYCHAT_SOAK_SECS=$${PYCHAT_SOAK_SECS:-300} cargo test --locked -p pychat --test faults \
+		random_faults -- --nocapture --test-threads=2
