@@ -23,9 +23,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let frames: u64 = args.next().map_or(Ok(200_000), |a| a.parse())?;
 
     // Nothing here stores messages: the log channels only have to exist.
-    let (sender_log, receiver_log) = (LogChannel::default(), LogChannel::default());
     let sender_hub = Hub::new(1);
     let receiver_hub = Hub::new(2);
+    let sender_log = LogChannel::new(0, sender_hub.clone());
+    let receiver_log = LogChannel::new(0, receiver_hub.clone());
     let sender = Bus::with_redis(
         sender_hub.clone(),
         RedisBus::connect(&url, 1, sender_hub, sender_log.inbox()).await?,

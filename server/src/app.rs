@@ -37,7 +37,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// `log`: the delivery thread's queue the bus was connected to; `log_start`: the newest
+    /// `log`: the message log's delivery the bus was connected to; `log_start`: the newest
     /// message id at start-up.
     pub fn new(settings: &Settings, db: Db, bus: Bus, log: LogChannel, log_start: i64) -> Self {
         let tokens = TokenIssuer::new(&settings.jwt_secret, settings.access_token_ttl);
@@ -119,16 +119,21 @@ fn log_start(db: &Db) -> Result<i64, StartupError> {
         })
 }
 
-/// The in-process bus, or the Redis one when configured. The instance id tells this instance's
-/// connections and publishes apart from every other's.
-async fn connect_bus(settings: &Settings, log: &LogChannel) -> Result<Bus, RunError> {
+/// This instance's hub. The instance id tells its connections and publishes apart from every
+/// other instance's.
+fn new_hub() -> Hub {
     let instance = loop {
         let id: u32 = rand::random();
         if id != 0 {
             break id;
         }
     };
-    let hub = Hub::new(instance);
+    Hub::new(instance)
+}
+
+/// The in-process bus, or the Redis one when configured.
+async fn connect_bus(settings: &Settings, hub: Hub, log: &LogChannel) -> Result<Bus, RunError> {
+    let instance = hub.instance();
     let Some(url) = &settings.redis_url else {
         return Ok(Bus::in_process(hub));
     };
@@ -202,8 +207,9 @@ impl Application {
         .await
         .map_err(std::io::Error::other)??;
         tracing::info!(backend = %db.backend(), "database ready");
-        let log = LogChannel::default();
-        let bus = connect_bus(&settings, &log).await?;
+        let hub = new_hub();
+        let log = LogChannel::new(start, hub.clone());
+        let bus = connect_bus(&settings, hub, &log).await?;
         let state = web::Data::new(AppState::new(&settings, db, bus, log, start));
         maintain_cluster(&state, settings.instance_timeout);
         let realtime = state.realtime.clone();

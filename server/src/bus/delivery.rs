@@ -1,13 +1,16 @@
-//! The one thread per instance that delivers the message log to this instance's connections, in
-//! log order (see [`super::sequencer`] for why and how).
+//! Delivers the message log to this instance's connections, in log order (see
+//! [`super::sequencer`] for why and how).
 //!
-//! Its inputs: batches this instance's writer committed ([`LogSink::committed`], which also
-//! publishes them to the other instances), batches other instances published (through Redis),
-//! and nudges to look at the database now (Redis came back). With other instances around it also
-//! asks the database for its newest id every [`POLL`], so a batch that nobody published (its
-//! instance died after the commit, Redis was away) is found and read within about a second.
+//! A batch is delivered by whoever brings it, under one lock that keeps the order: the writer's
+//! thread for this instance's own batches ([`LogSink::committed`], which also publishes them to
+//! the other instances), Redis's connection task for the others' ([`LogInbox::remote`]). One
+//! thread per instance deals with what did not arrive: it reads a gap that stayed open from the
+//! database and, with other instances around, asks the database for its newest id every
+//! [`POLL`], so a batch nobody published (its instance died after the commit, Redis was away) is
+//! found and delivered within about a second.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,20 +28,7 @@ pub const GRACE: Duration = Duration::from_millis(200);
 pub const POLL: Duration = Duration::from_secs(1);
 /// After a failed read, how long before the next try.
 const RETRY: Duration = Duration::from_millis(500);
-/// Batches queued for the delivery thread. A full queue holds the writer back; a batch from
-/// Redis that finds it full is dropped and read from the database later.
-const QUEUE: usize = 4096;
-
-pub enum LogInput {
-    /// Committed by this instance's writer.
-    Local(LogBatch),
-    /// Published by another instance.
-    Remote(LogBatch),
-    /// Look at the database now (Redis was away and is back).
-    Check,
-}
-
-/// How the delivery thread reads the database.
+/// How the gap reader reads the database.
 pub trait LogSource: Send + 'static {
     /// The newest message id stored.
     fn newest(&mut self) -> Result<i64, AppError>;
@@ -47,89 +37,121 @@ pub trait LogSource: Send + 'static {
     fn read(&mut self, after: i64, upto: i64, limit: usize) -> Result<LogBatch, AppError>;
 }
 
+/// The sequencer and where it delivers, shared by everyone who brings a batch.
+struct Shared {
+    sequencer: Mutex<Sequencer>,
+    hub: Hub,
+    /// Wakes the gap reader (a gap opened, or the database should be asked now).
+    nudge: SyncSender<()>,
+}
+
+impl Shared {
+    fn sequencer(&self) -> MutexGuard<'_, Sequencer> {
+        // The sequencer's state is consistent between calls; a panic cannot leave it halfway.
+        self.sequencer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Offers a batch and delivers what it lets go, under the lock: the order is the log's.
+    fn offer(&self, batch: LogBatch, filled: bool) {
+        let mut sequencer = self.sequencer();
+        let now = Instant::now();
+        let ready = if filled {
+            sequencer.filled(batch, now)
+        } else {
+            sequencer.offer(batch, now)
+        };
+        deliver(&self.hub, ready);
+        if sequencer.gap_deadline(GRACE).is_some() {
+            let _ = self.nudge.try_send(());
+        }
+    }
+}
+
 /// Where the writer hands what it committed.
 #[derive(Clone)]
 pub struct LogSink {
-    input: SyncSender<LogInput>,
+    shared: Arc<Shared>,
     redis: Option<RedisBus>,
 }
 
 impl LogSink {
-    /// Publishes the batch to the other instances and queues it for this one's connections.
-    /// Blocks while the delivery thread is far behind (call it from the writer's thread).
+    /// Publishes the batch to the other instances and delivers it to this one's connections.
     pub fn committed(&self, batch: LogBatch) {
         if let Some(redis) = &self.redis {
             redis.publish_log(&batch);
         }
-        let _ = self.input.send(LogInput::Local(batch));
+        self.shared.offer(batch, false);
     }
 }
 
-/// The sending half for other instances' batches and nudges; never blocks.
+/// Where other instances' batches arrive, and nudges to look at the database; never blocks long.
 #[derive(Clone)]
 pub struct LogInbox {
-    input: SyncSender<LogInput>,
+    shared: Arc<Shared>,
 }
 
 impl LogInbox {
     pub fn remote(&self, batch: LogBatch) {
-        if let Err(TrySendError::Full(_)) = self.input.try_send(LogInput::Remote(batch)) {
-            tracing::debug!("delivery queue full; a batch will be read from the database");
-        }
+        self.shared.offer(batch, false);
     }
 
+    /// Look at the database now (Redis was away and is back).
     pub fn check(&self) {
-        let _ = self.input.try_send(LogInput::Check);
+        let _ = self.shared.nudge.try_send(());
     }
 }
 
-/// The delivery thread's queue, made before the bus so that Redis can feed it.
+/// The log's delivery for one instance, made before the bus so that Redis can feed it.
 pub struct LogChannel {
-    input: SyncSender<LogInput>,
-    output: Receiver<LogInput>,
-}
-
-impl Default for LogChannel {
-    fn default() -> Self {
-        let (input, output) = std::sync::mpsc::sync_channel(QUEUE);
-        Self { input, output }
-    }
+    shared: Arc<Shared>,
+    nudges: Receiver<()>,
 }
 
 impl LogChannel {
-    pub fn inbox(&self) -> LogInbox {
-        LogInbox {
-            input: self.input.clone(),
+    /// Delivery to `hub` starting after `start`, the newest id when this instance started (every
+    /// connection replays what came before from the database).
+    pub fn new(start: i64, hub: Hub) -> Self {
+        let (nudge, nudges) = std::sync::mpsc::sync_channel(1);
+        Self {
+            shared: Arc::new(Shared {
+                sequencer: Mutex::new(Sequencer::new(start)),
+                hub,
+                nudge,
+            }),
+            nudges,
         }
     }
 
-    /// Starts the delivery thread, after `start` (the newest id when this instance started: every
-    /// connection replays what came before from the database). `poll`: other instances write
-    /// too. Returns where the writer hands its batches.
-    pub fn start(
-        self,
-        start: i64,
-        hub: Hub,
-        redis: Option<RedisBus>,
-        source: impl LogSource,
-    ) -> LogSink {
-        let poll = redis.is_some();
-        let Self { input, output } = self;
-        let spawned = thread::Builder::new()
-            .name("pychat-delivery".into())
-            .spawn(move || run(start, &hub, poll, source, &output));
-        if let Err(err) = spawned {
-            tracing::error!(error = %err, "cannot start the delivery thread");
+    pub fn inbox(&self) -> LogInbox {
+        LogInbox {
+            shared: self.shared.clone(),
         }
-        LogSink { input, redis }
+    }
+
+    /// Starts the gap reader; `redis`: other instances write too (and get this one's batches).
+    /// Returns where the writer hands its batches.
+    pub fn start(self, redis: Option<RedisBus>, source: impl LogSource) -> LogSink {
+        let poll = redis.is_some();
+        let Self { shared, nudges } = self;
+        let reader = shared.clone();
+        let spawned = thread::Builder::new()
+            .name("pychat-log-gaps".into())
+            .spawn(move || read_gaps(&reader, poll, source, &nudges));
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "cannot start the log's gap reader");
+        }
+        LogSink { shared, redis }
     }
 }
 
 /// Most rows read from the database at once.
 const FILL_PAGE: usize = 1000;
 
-fn run(start: i64, hub: &Hub, poll: bool, mut source: impl LogSource, inputs: &Receiver<LogInput>) {
-    let mut sequencer = Sequencer::new(start);
+/// Reads from the database what did not arrive: a gap open for [`GRACE`], and, with other
+/// instances (`poll`), anything beyond the newest id delivered.
+fn read_gaps(shared: &Shared, poll: bool, mut source: impl LogSource, nudges: &Receiver<()>) {
     let mut next_poll = Instant::now() + POLL;
     let mut next_read = Instant::now();
     loop {
@@ -139,32 +161,31 @@ fn run(start: i64, hub: &Hub, poll: bool, mut source: impl LogSource, inputs: &R
         } else {
             now + Duration::from_secs(3600)
         };
-        if let Some(deadline) = sequencer.gap_deadline(GRACE) {
+        if let Some(deadline) = shared.sequencer().gap_deadline(GRACE) {
             wake = wake.min(deadline.max(next_read));
         }
-        let input = match inputs.recv_timeout(wake.saturating_duration_since(now)) {
-            Ok(input) => Some(input),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let now = Instant::now();
-        match input {
-            Some(LogInput::Local(batch) | LogInput::Remote(batch)) => {
-                deliver(hub, sequencer.offer(batch, now));
+        match nudges.recv_timeout(wake.saturating_duration_since(now)) {
+            // A nudge from `check` asks the database at once; one from a gap only wakes us.
+            Ok(()) if poll && shared.sequencer().gap_deadline(GRACE).is_none() => {
+                next_poll = Instant::now();
             }
-            Some(LogInput::Check) => next_poll = now,
-            None => {}
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
+        let now = Instant::now();
         if poll && now >= next_poll {
             next_poll = now + POLL;
             match source.newest() {
-                Ok(newest) => sequencer.observe(newest, now),
-                Err(err) => tracing::debug!(error = %err, "delivery cannot read the newest id"),
+                Ok(newest) => shared.sequencer().observe(newest, Instant::now()),
+                Err(err) => tracing::debug!(error = %err, "cannot read the newest message id"),
             }
         }
-        while now >= next_read
-            && let Some((after, upto)) = sequencer.overdue(Instant::now(), GRACE)
-        {
+        while Instant::now() >= next_read {
+            let Some((after, upto)) = shared.sequencer().overdue(Instant::now(), GRACE) else {
+                break;
+            };
+            // Read without the lock: batches keep flowing meanwhile, and what overlaps with
+            // them is trimmed when the rows are offered.
             match source.read(after, upto, FILL_PAGE) {
                 Ok(batch) => {
                     tracing::info!(
@@ -173,7 +194,7 @@ fn run(start: i64, hub: &Hub, poll: bool, mut source: impl LogSource, inputs: &R
                         messages = batch.entries.len(),
                         "read a gap in the message log from the database"
                     );
-                    deliver(hub, sequencer.filled(batch, Instant::now()));
+                    shared.offer(batch, true);
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, after, upto, "cannot read a gap in the message log");

@@ -185,7 +185,7 @@ impl RedisBus {
             let channel = msg.get_channel_name();
             if channel == LOG_CHANNEL {
                 match log::decode(msg.get_payload_bytes()) {
-                    // This instance's own batches went to its delivery thread directly.
+                    // This instance's own batches were delivered here at their commit.
                     Some((origin, batch)) if origin != instance => log.remote(batch),
                     Some(_) => {}
                     None => tracing::warn!("unreadable log batch on redis"),

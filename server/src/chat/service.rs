@@ -97,13 +97,12 @@ fn field(field: &'static str, code: &'static str, message: impl Into<String>) ->
 }
 
 impl Chat {
-    /// Starts the delivery thread on `log` (made before the bus, which feeds it other instances'
-    /// batches) and the message writers. `log_start`: the newest message id at start-up.
+    /// Starts the log's gap reader on `log` (made before the bus, which feeds it other
+    /// instances' batches) and the message writers. `log_start`: the newest message id at
+    /// start-up.
     pub fn new(db: Db, bus: Bus, log: LogChannel, log_start: i64, limits: ChatLimits) -> Self {
         let directory = Directory::new(db.clone());
         let sink = log.start(
-            log_start,
-            bus.hub().clone(),
             bus.redis().cloned(),
             StoredLog {
                 db: db.clone(),
@@ -590,7 +589,7 @@ impl Chat {
     }
 }
 
-/// The message log as the database holds it: what the delivery thread reads when a batch went
+/// The message log as the database holds it: what the gap reader reads when a batch went
 /// missing on its way.
 struct StoredLog {
     db: Db,

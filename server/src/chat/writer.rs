@@ -33,7 +33,7 @@
 //! held through its commit (`messages::in_write_order`), so commits are in id order across
 //! instances and readers need no watermark. SQLite has one write lock: one writer.
 //!
-//! 5. **The log**: what is released goes to the delivery thread as a [`LogBatch`] covering
+//! 5. **The log**: what is released goes to the log's delivery as a [`LogBatch`] covering
 //!    `(prev, last]` of the id sequence (`bus::delivery`), which delivers it in order to this
 //!    instance's connections and, with Redis, publishes it to the other instances. Alone, an
 //!    instance's batches are its releases (`prev` is the previous release's bound). In a
@@ -140,7 +140,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl MessageWriter {
     /// Starts `writers` writer threads (one with SQLite or several instances, `cluster`). They
-    /// end when every handle is dropped. `start`: the newest id when the delivery thread started.
+    /// end when every handle is dropped. `start`: the newest id when the log's delivery started.
     pub fn start(db: Db, log: LogSink, cluster: bool, start: i64, writers: Option<usize>) -> Self {
         let writers = if cluster || db.backend() == Backend::Sqlite {
             1
