@@ -237,21 +237,26 @@ impl RedisBus {
     /// instance's presence entries) and has the log checked for what was published meanwhile.
     pub async fn supervise(self, hub: Hub, log: LogInbox) {
         let mut number = 0u64;
-        let mut was_healthy = true;
         let mut every = tokio::time::interval(PROBE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
             number += 1;
-            let healthy = self.probe(number).await;
-            self.healthy.store(healthy, Ordering::Relaxed);
+            // The last probe's result, or false if the subscriber saw its connection drop since.
+            let was_healthy = self.is_healthy();
+            let mut healthy = self.probe(number).await;
             if healthy && !was_healthy {
-                tracing::info!("redis round trip works again");
+                // Restored before the bus says ok again: `/readyz` ok means all of it is back.
                 if let Err(err) = self.restore_presence(&hub.users()).await {
                     tracing::warn!(error = %err, "restoring presence in redis failed");
+                    healthy = false;
+                } else {
+                    tracing::info!("redis round trip works again");
                 }
                 log.check();
-            } else if !healthy {
+            }
+            self.healthy.store(healthy, Ordering::Relaxed);
+            if !healthy {
                 if was_healthy {
                     tracing::warn!("redis round trip failed; cross-instance delivery degraded");
                 }
@@ -259,7 +264,6 @@ impl RedisBus {
                     tracing::debug!(error = %err, "redis resubscription failed");
                 }
             }
-            was_healthy = healthy;
         }
     }
 

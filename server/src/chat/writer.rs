@@ -239,7 +239,7 @@ fn run(shared: &Shared, mut rx: mpsc::Receiver<PendingMessage>) {
                 )
             }
         };
-        let releases = prepare(shared, &mut batch, results, prev);
+        let releases = prepare(&mut batch, results, prev);
         slot.committed(releases);
     }
 }
@@ -374,7 +374,9 @@ impl Drop for Slot<'_> {
 /// is delivered (rule 4). The caller holds the delivery lock and delivers it before the next
 /// release is taken, so the log gets its batches in order.
 fn take_ready(shared: &Shared, order: &mut ReleaseOrder<Release>) -> Released<Release> {
-    let ready = order.take_ready(|release| release.entry.is_some());
+    // In a cluster the log's stretches come from the database (`prev`), not from the releases.
+    let cluster = shared.cluster;
+    let ready = order.take_ready(|release| !cluster && release.log.is_some());
     shared
         .visible
         .released
@@ -383,16 +385,37 @@ fn take_ready(shared: &Shared, order: &mut ReleaseOrder<Release>) -> Released<Re
 }
 
 /// Answers the senders and hands the log batch on (rule 5).
+/// Each new message's frame is serialised (once) just before its sender's ack, so the first acks
+/// of a release leave while the rest are still being serialised.
 fn deliver(shared: &Shared, ready: Released<Release>) {
     let mut entries = Vec::new();
+    // In a cluster a release is one batch, logged with the newest id its commit followed on.
+    let mut cluster_prev = None;
     for release in ready.items {
-        entries.extend(release.entry);
+        if let (Some(to), Ok(stored)) = (&release.log, &release.outcome) {
+            cluster_prev = cluster_prev.or(Some(to.prev));
+            entries.push(LogEntry {
+                id: stored.message.id,
+                sender_id: to.sender_id,
+                recipient_id: to.recipient_id,
+                except: to.except,
+                frame: ServerFrame::Message {
+                    message: stored.message.clone(),
+                }
+                .to_text(),
+            });
+        }
         if let Some(reply) = release.reply {
             // The sender may have gone; the message is stored and is delivered regardless.
             let _ = reply.send(release.outcome);
         }
     }
-    if let Some((prev, last)) = ready.log {
+    let stretch = match (ready.log, cluster_prev) {
+        (Some(stretch), _) => Some(stretch),
+        (None, Some(prev)) if shared.cluster => entries.last().map(|e| (prev, e.id)),
+        _ => None,
+    };
+    if let Some((prev, last)) = stretch {
         shared.log.committed(LogBatch {
             prev,
             last,
@@ -584,19 +607,20 @@ struct Release {
     order_key: i64,
     reply: Option<oneshot::Sender<Result<Stored, AppError>>>,
     outcome: Result<Stored, AppError>,
-    /// Alone: the log entry of a new message, logged when released. In a cluster it was logged
-    /// at the commit.
-    entry: Option<LogEntry>,
+    /// For a new message: where it goes in the log.
+    log: Option<LogTarget>,
 }
 
-/// Pairs each message with its outcome, in id order, with the frame of each new one serialised
-/// (once). In a cluster the new ones are logged here, right after their commit (rule 5).
-fn prepare(
-    shared: &Shared,
-    batch: &mut Vec<PendingMessage>,
-    results: Vec<RowResult>,
+/// Who a new message is for, and (in a cluster) the newest id its commit followed on.
+struct LogTarget {
+    sender_id: i64,
+    recipient_id: i64,
+    except: ConnId,
     prev: i64,
-) -> Vec<Release> {
+}
+
+/// Pairs each message with its outcome, in id order.
+fn prepare(batch: &mut Vec<PendingMessage>, results: Vec<RowResult>, prev: i64) -> Vec<Release> {
     let mut releases: Vec<Release> = batch
         .drain(..)
         .zip(results)
@@ -610,45 +634,31 @@ fn prepare(
             } = pending;
             match result {
                 Ok((row, created)) => {
-                    let message = MessageView::from_row(&row, sender_name, recipient_name);
-                    let entry = created.then(|| LogEntry {
-                        id: row.id,
+                    let log = created.then_some(LogTarget {
                         sender_id: row.sender_id,
                         recipient_id: row.recipient_id,
                         except: origin.unwrap_or(0),
-                        frame: ServerFrame::Message {
-                            message: message.clone(),
-                        }
-                        .to_text(),
+                        prev,
                     });
                     Release {
                         order_key: row.id,
                         reply,
-                        outcome: Ok(Stored { message, created }),
-                        entry,
+                        outcome: Ok(Stored {
+                            message: MessageView::from_row(&row, sender_name, recipient_name),
+                            created,
+                        }),
+                        log,
                     }
                 }
                 Err(err) => Release {
                     order_key: ReleaseOrder::<Release>::AT_ONCE,
                     reply,
                     outcome: Err(err),
-                    entry: None,
+                    log: None,
                 },
             }
         })
         .collect();
     releases.sort_by_key(|r| r.order_key);
-    if shared.cluster {
-        let mut entries: Vec<LogEntry> =
-            releases.iter_mut().filter_map(|r| r.entry.take()).collect();
-        if let Some(last) = entries.iter().map(|e| e.id).max() {
-            entries.sort_by_key(|e| e.id);
-            shared.log.committed(LogBatch {
-                prev,
-                last,
-                entries,
-            });
-        }
-    }
     releases
 }
