@@ -231,18 +231,7 @@ impl Chat {
         conn: &mut DbConnection,
         rows: &[MessageRow],
     ) -> Result<Vec<MessageView>, AppError> {
-        let mut ids: Vec<i64> = rows
-            .iter()
-            .flat_map(|r| [r.sender_id, r.recipient_id])
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let names = self.directory.names(conn, &ids)?;
-        let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
-        Ok(rows
-            .iter()
-            .map(|row| MessageView::from_row(row, name(row.sender_id), name(row.recipient_id)))
-            .collect())
+        views(&self.directory, conn, rows)
     }
 
     /// Everything newer than `after` for `user`, in pages, or word that it is too much.
@@ -589,6 +578,26 @@ impl Chat {
     }
 }
 
+/// Rows as clients see them, with the names of their senders and recipients.
+fn views(
+    directory: &Directory,
+    conn: &mut DbConnection,
+    rows: &[MessageRow],
+) -> Result<Vec<MessageView>, AppError> {
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| [r.sender_id, r.recipient_id])
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let names = directory.names(conn, &ids)?;
+    let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+    Ok(rows
+        .iter()
+        .map(|row| MessageView::from_row(row, name(row.sender_id), name(row.recipient_id)))
+        .collect())
+}
+
 /// The message log as the database holds it: what the gap reader reads when a batch went
 /// missing on its way.
 struct StoredLog {
@@ -611,29 +620,15 @@ impl LogSource for StoredLog {
                 Some(row) if rows.len() >= limit => row.id,
                 _ => upto,
             };
-            let mut ids: Vec<i64> = rows
-                .iter()
-                .flat_map(|r| [r.sender_id, r.recipient_id])
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let names = directory.names(conn, &ids)?;
-            let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
             let entries = rows
                 .iter()
-                .map(|row| LogEntry {
+                .zip(views(directory, conn, &rows)?)
+                .map(|(row, message)| LogEntry {
                     id: row.id,
                     sender_id: row.sender_id,
                     recipient_id: row.recipient_id,
                     except: 0,
-                    frame: ServerFrame::Message {
-                        message: MessageView::from_row(
-                            row,
-                            name(row.sender_id),
-                            name(row.recipient_id),
-                        ),
-                    }
-                    .to_text(),
+                    frame: ServerFrame::Message { message }.to_text(),
                 })
                 .collect();
             Ok(LogBatch {

@@ -132,27 +132,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-macro_rules! on_cluster_backends {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                use crate::helpers::Backend;
-
-                #[actix_web::test]
-                async fn postgres() {
-                    super::$name(Backend::Postgres).await;
-                }
-
-                #[actix_web::test]
-                async fn mysql() {
-                    super::$name(Backend::Mysql).await;
-                }
-            }
-        )+
-    };
-}
-
-on_cluster_backends!(
+crate::on_server_backends!(
     rooms_and_direct_calls_span_instances,
     chat_receipts_typing_and_presence_cross_instances,
     redis_outage_loses_nothing_and_heals_itself,

@@ -387,3 +387,26 @@ pub fn assert_committed(path: &str, generated: &str, bless_command: &str) {
         "{path} is stale: run `{bless_command}` and commit it"
     );
 }
+
+/// Runs `async fn name(backend)` once on PostgreSQL and once on MariaDB: tests of what only the
+/// database servers do (several instances sharing one, connections through a proxy).
+#[macro_export]
+macro_rules! on_server_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                use $crate::helpers::Backend;
+
+                #[actix_web::test]
+                async fn postgres() {
+                    super::$name(Backend::Postgres).await;
+                }
+
+                #[actix_web::test]
+                async fn mysql() {
+                    super::$name(Backend::Mysql).await;
+                }
+            }
+        )+
+    };
+}

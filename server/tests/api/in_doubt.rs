@@ -215,27 +215,7 @@ async fn lost_commit(backend: Backend, cluster: bool) {
     assert_eq!(bodies, ["before", "in doubt", "after"], "stored once");
 }
 
-macro_rules! on_server_backends {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                use crate::helpers::Backend;
-
-                #[actix_web::test]
-                async fn postgres() {
-                    super::$name(Backend::Postgres).await;
-                }
-
-                #[actix_web::test]
-                async fn mysql() {
-                    super::$name(Backend::Mysql).await;
-                }
-            }
-        )+
-    };
-}
-
-on_server_backends!(
+crate::on_server_backends!(
     a_commit_whose_answer_is_lost_is_delivered_once,
     a_lost_commit_answer_reaches_the_other_instance,
 );
