@@ -33,8 +33,15 @@ pub struct Args {
 struct Incoming {
     #[serde(rename = "type")]
     kind: String,
-    message: Option<StoredMessage>,
+    /// A stored message in `ack` and `message` frames; the text of an `error`.
+    message: Option<serde_json::Value>,
     code: Option<String>,
+}
+
+impl Incoming {
+    fn stored(self) -> Option<StoredMessage> {
+        serde_json::from_value(self.message?).ok()
+    }
 }
 
 #[derive(Deserialize)]
@@ -261,12 +268,12 @@ async fn connection(
                 if in_window {
                     counters.acked_in_window.fetch_add(1, Ordering::Relaxed);
                 }
-                if let Some(t) = incoming.message.as_ref().and_then(|m| sent_at(&m.body)) {
+                if let Some(t) = incoming.stored().and_then(|m| sent_at(&m.body)) {
                     outcome.ack.saturating_record(client::elapsed_micros(t));
                 }
             }
             "message" => {
-                if let Some(m) = incoming.message.filter(|m| m.from != me)
+                if let Some(m) = incoming.stored().filter(|m| m.from != me)
                     && let Some(t) = sent_at(&m.body)
                 {
                     outcome
