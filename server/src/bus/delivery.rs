@@ -10,7 +10,7 @@
 //! found and delivered within about a second.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -135,7 +135,8 @@ impl LogChannel {
     pub fn start(self, redis: Option<RedisBus>, source: impl LogSource) -> LogSink {
         let poll = redis.is_some();
         let Self { shared, nudges } = self;
-        let reader = shared.clone();
+        // A weak handle: the reader ends with the last sink and inbox (its queue's senders).
+        let reader = Arc::downgrade(&shared);
         let spawned = thread::Builder::new()
             .name("pychat-log-gaps".into())
             .spawn(move || read_gaps(&reader, poll, source, &nudges));
@@ -151,26 +152,33 @@ const FILL_PAGE: usize = 1000;
 
 /// Reads from the database what did not arrive: a gap open for [`GRACE`], and, with other
 /// instances (`poll`), anything beyond the newest id delivered.
-fn read_gaps(shared: &Shared, poll: bool, mut source: impl LogSource, nudges: &Receiver<()>) {
+fn read_gaps(shared: &Weak<Shared>, poll: bool, mut source: impl LogSource, nudges: &Receiver<()>) {
     let mut next_poll = Instant::now() + POLL;
     let mut next_read = Instant::now();
     loop {
+        let Some(deadline) = shared.upgrade().map(|s| s.sequencer().gap_deadline(GRACE)) else {
+            return;
+        };
         let now = Instant::now();
         let mut wake = if poll {
             next_poll
         } else {
             now + Duration::from_secs(3600)
         };
-        if let Some(deadline) = shared.sequencer().gap_deadline(GRACE) {
+        if let Some(deadline) = deadline {
             wake = wake.min(deadline.max(next_read));
         }
-        match nudges.recv_timeout(wake.saturating_duration_since(now)) {
-            // A nudge from `check` asks the database at once; one from a gap only wakes us.
-            Ok(()) if poll && shared.sequencer().gap_deadline(GRACE).is_none() => {
-                next_poll = Instant::now();
-            }
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+        let nudged = match nudges.recv_timeout(wake.saturating_duration_since(now)) {
+            Ok(()) => true,
+            Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        // A nudge from `check` asks the database at once; one from a gap only wakes us.
+        if nudged && poll && shared.sequencer().gap_deadline(GRACE).is_none() {
+            next_poll = Instant::now();
         }
         let now = Instant::now();
         if poll && now >= next_poll {
