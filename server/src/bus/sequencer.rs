@@ -41,13 +41,15 @@ impl Sequencer {
         }
     }
 
+    #[cfg(test)]
     /// Everything up to here has been released.
-    pub fn position(&self) -> i64 {
+    fn position(&self) -> i64 {
         self.position
     }
 
+    #[cfg(test)]
     /// Batches waiting for a predecessor.
-    pub fn waiting(&self) -> usize {
+    fn waiting(&self) -> usize {
         self.early.len()
     }
 

@@ -212,14 +212,8 @@ async fn app_on(backend: Backend, url: String) -> TestApp {
 }
 
 async fn readyz(app: &TestApp) -> Reply {
-    crate::helpers::reply(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz"),
-    )
-    .await
+    app.request(reqwest::Method::GET, "/readyz", None, None)
+        .await
 }
 
 /// Asserts a request fails with 503 `database_unavailable` within [`FAIL_WITHIN`].

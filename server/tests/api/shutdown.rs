@@ -39,14 +39,8 @@ async fn readyz_says_shutting_down_while_sockets_drain() {
     let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
     let alice = app.register("alice").await;
     let readyz = async || {
-        reply(
-            app.client
-                .get(app.url("/readyz"))
-                .send()
-                .await
-                .expect("readyz"),
-        )
-        .await
+        app.request(reqwest::Method::GET, "/readyz", None, None)
+            .await
     };
     assert_eq!(readyz().await.status, StatusCode::OK);
     // A client that does not answer the server's close holds the drain open for a second.
