@@ -83,7 +83,22 @@ pub async fn run(servers: &[Server], args: Args) -> Result<Value> {
     for task in connecting {
         listeners.push(task.await??);
     }
-    let sender = server.connect(sources[0], &sender_token, true).await?;
+    let mut sender = server.connect(sources[0], &sender_token, true).await?;
+    if !args.stored {
+        // Typing reaches only someone the sender has a conversation with: one message each.
+        for (u, name) in names.iter().enumerate() {
+            let id = format!("prime{u}");
+            let frame =
+                json!({"type": "send", "id": id, "to": name, "body": "hi", "client_msg_id": id});
+            sender.send(client::text(&frame)).await?;
+            loop {
+                let reply = client::next_json(&mut sender).await?;
+                if reply["id"] == id.as_str() {
+                    break;
+                }
+            }
+        }
+    }
 
     let duration = Duration::from_secs_f64(args.duration_secs.max(0.1));
     let saturate = args.rate <= 0.0;

@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delivered = Arc::new(AtomicU64::new(0));
     for user in 0..users {
         let (tx, mut rx) = mpsc::channel(65_536);
-        receiver_hub.register(user, tx);
+        receiver_hub.register(user, 0, tx);
         receiver.subscribe_user(user).await;
         let delivered = delivered.clone();
         tokio::spawn(async move {

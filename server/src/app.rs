@@ -11,7 +11,7 @@ use actix_web::middleware::{ErrorHandlers, Logger};
 use actix_web::{App, web};
 
 use crate::accounts::Accounts;
-use crate::auth::{PasswordHasher, TokenIssuer};
+use crate::auth::{PasswordHasher, TokenIssuer, revocation};
 use crate::bus::delivery::LogChannel;
 use crate::bus::{Bus, RedisBus};
 use crate::calls::Calls;
@@ -46,6 +46,7 @@ impl AppState {
             PasswordHasher::new(settings.bcrypt_cost),
             tokens.clone(),
             settings.refresh_token_ttl,
+            Arc::new(bus.hub().clone()),
         );
         let chat = Chat::new(
             db.clone(),
@@ -212,6 +213,14 @@ impl Application {
         let bus = connect_bus(&settings, hub, &log).await?;
         let state = web::Data::new(AppState::new(&settings, db, bus, log, start));
         maintain_cluster(&state, settings.instance_timeout);
+        let stopping = state.realtime.clone();
+        actix_web::rt::spawn(revocation::sweep(
+            state.db.clone(),
+            Arc::new(state.chat.bus().hub().clone()),
+            async move {
+                stopping.shutdown.started().await;
+            },
+        ));
         let realtime = state.realtime.clone();
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| RunError::Bind {
@@ -230,9 +239,15 @@ impl Application {
                         .custom_request_replace("method", |req| req.method().to_string()),
                 )
                 .wrap_fn(|req, service| {
-                    let response = service.call(req);
+                    let call = match crate::routes::refuse_nul(&req) {
+                        Ok(()) => Ok(service.call(req)),
+                        Err(refused) => Err(req.error_response(refused)),
+                    };
                     async move {
-                        let mut response = response.await?;
+                        let mut response = match call {
+                            Ok(response) => response.await?.map_into_boxed_body(),
+                            Err(refused) => refused,
+                        };
                         crate::spa::apply_cache_control(&mut response);
                         Ok(response)
                     }

@@ -32,7 +32,11 @@ pub enum ErrorCode {
     InvalidToken,
     /// A refresh token was presented twice; the whole session has been revoked.
     RefreshTokenReused,
+    /// The account was disabled by an operator: it cannot sign in.
+    AccountDisabled,
     UserNotFound,
+    /// No conversation of yours matches (a typing notice to someone you never wrote with).
+    ConversationNotFound,
     /// A WebSocket ticket that is unknown, expired or already used.
     InvalidTicket,
     /// A WebSocket frame with a missing or mistyped field.
@@ -85,11 +89,15 @@ impl ErrorCode {
             | Self::NotInRoom
             | Self::SessionNotStarted
             | Self::Busy => StatusCode::CONFLICT,
-            Self::NotRoomCreator | Self::NotRoomMember => StatusCode::FORBIDDEN,
+            Self::NotRoomCreator | Self::NotRoomMember | Self::AccountDisabled => {
+                StatusCode::FORBIDDEN
+            }
             Self::InvalidBody | Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotFound | Self::UserNotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::UserNotFound | Self::ConversationNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UsernameTaken => StatusCode::CONFLICT,
             Self::InvalidCredentials

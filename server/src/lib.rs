@@ -13,6 +13,7 @@ pub mod chat;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod input;
 pub mod routes;
 pub mod shutdown;
 pub mod spa;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use pychat::app::{Application, RunError, open_database};
 use pychat::config::{ConfigError, RawSettings, Settings};
+use pychat::db::users;
 
 #[derive(Parser)]
 #[command(
@@ -20,7 +21,7 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand, Clone)]
 enum Command {
     /// Apply migrations and serve HTTP and WebSocket (the default).
     Serve,
@@ -28,6 +29,20 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+enum UserCommand {
+    /// Sign the user out everywhere and refuse their sign-ins; their open sockets close within a
+    /// second on every running instance.
+    Disable { username: String },
+    /// Let a disabled user sign in again.
+    Enable { username: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +53,8 @@ enum MainError {
     Run(#[from] RunError),
     #[error(transparent)]
     Database(#[from] pychat::db::StartupError),
+    #[error("{0}")]
+    User(String),
 }
 
 fn settings(cli: &Cli) -> Result<Settings, ConfigError> {
@@ -47,7 +64,7 @@ fn settings(cli: &Cli) -> Result<Settings, ConfigError> {
 }
 
 fn run(cli: &Cli) -> Result<(), MainError> {
-    match cli.command.unwrap_or(Command::Serve) {
+    match cli.command.clone().unwrap_or(Command::Serve) {
         Command::Serve => {
             let settings = settings(cli)?;
             settings.log_effective();
@@ -62,6 +79,31 @@ fn run(cli: &Cli) -> Result<(), MainError> {
             let settings = settings(cli)?;
             open_database(&settings)?;
             tracing::info!(database = %settings.database_url, "migrations up to date");
+            Ok(())
+        }
+        Command::User { action } => {
+            let settings = settings(cli)?;
+            let db = open_database(&settings)?;
+            let (username, disable) = match action {
+                UserCommand::Disable { username } => (username, true),
+                UserCommand::Enable { username } => (username, false),
+            };
+            let lookup = username.to_lowercase();
+            let found = db
+                .with_connection(|conn| {
+                    Ok(users::set_disabled(
+                        conn,
+                        &lookup,
+                        disable,
+                        pychat::db::now(),
+                    )?)
+                })
+                .map_err(|err| MainError::User(err.message().to_string()))?;
+            let Some((user_id, revoked)) = found else {
+                return Err(MainError::User(format!("no user named {username:?}")));
+            };
+            let state = if disable { "disabled" } else { "enabled" };
+            tracing::info!(user_id, revoked_sessions = revoked.len(), "user {state}");
             Ok(())
         }
         Command::Openapi => {

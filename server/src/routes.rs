@@ -1,14 +1,15 @@
 //! The whole URL table, and how malformed requests become JSON errors.
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::ServiceResponse;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::api;
-use crate::error::{AppError, ErrorCode};
+use crate::error::{AppError, ErrorCode, FieldError};
+use crate::input;
 
 /// Largest JSON body accepted by the API.
 pub const JSON_BODY_LIMIT: usize = 64 * 1024;
@@ -73,14 +74,34 @@ fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
             format!("the body is larger than {limit} bytes"),
         ),
         JsonPayloadError::Deserialize(inner) if inner.is_data() => {
-            AppError::new(ErrorCode::InvalidBody, inner.to_string())
+            AppError::new(ErrorCode::InvalidBody, input::describe_json_error(inner))
         }
-        JsonPayloadError::Deserialize(inner) => {
-            AppError::new(ErrorCode::InvalidJson, format!("malformed JSON: {inner}"))
-        }
+        JsonPayloadError::Deserialize(inner) => AppError::new(
+            ErrorCode::InvalidJson,
+            format!("malformed JSON: {}", input::describe_json_error(inner)),
+        ),
         other => AppError::new(ErrorCode::InvalidJson, other.to_string()),
     };
     app_error.into()
+}
+
+/// Refuses a request whose path or query string decodes to a NUL (see `input`), before any
+/// handler reads it.
+pub fn refuse_nul(req: &ServiceRequest) -> Result<(), AppError> {
+    let uri = req.uri();
+    let encoded = [Some(uri.path()), uri.query()];
+    if encoded.into_iter().flatten().any(input::uri_has_nul) {
+        return Err(AppError::validation(vec![FieldError {
+            field: if input::uri_has_nul(uri.path()) {
+                "path"
+            } else {
+                "query"
+            },
+            code: "invalid_characters",
+            message: input::NUL_MESSAGE.into(),
+        }]));
+    }
+    Ok(())
 }
 
 fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {

@@ -1,5 +1,7 @@
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::revocation::{SessionEnds, SessionRef};
 use crate::auth::tokens::{hash_refresh_token, random_token};
 use crate::auth::{AuthUser, PasswordHasher, TokenIssuer};
 use crate::db::sessions::{self, Rotation};
@@ -32,6 +34,9 @@ pub struct Accounts {
     passwords: PasswordHasher,
     tokens: TokenIssuer,
     refresh_ttl: Duration,
+    /// Told of each session revoked here, so its sockets here close at once (other instances'
+    /// close within a sweep: `auth::revocation`).
+    ends: Arc<dyn SessionEnds>,
 }
 
 fn collect(errors: Vec<FieldError>) -> Result<(), AppError> {
@@ -52,12 +57,23 @@ impl Accounts {
         passwords: PasswordHasher,
         tokens: TokenIssuer,
         refresh_ttl: Duration,
+        ends: Arc<dyn SessionEnds>,
     ) -> Self {
         Self {
             db,
             passwords,
             tokens,
             refresh_ttl,
+            ends,
+        }
+    }
+
+    fn ended(&self, user_id: i64, sessions: &[i64]) {
+        for &session_id in sessions {
+            self.ends.end(SessionRef {
+                user_id,
+                session_id,
+            });
         }
     }
 
@@ -133,6 +149,13 @@ impl Accounts {
             return Err(invalid_credentials());
         }
         let user = user.ok_or_else(invalid_credentials)?;
+        // Told only to whoever knows the password.
+        if user.disabled_at.is_some() {
+            return Err(AppError::new(
+                ErrorCode::AccountDisabled,
+                "this account has been disabled",
+            ));
+        }
         self.open_session(UserView::from(&user)).await
     }
 
@@ -192,8 +215,15 @@ impl Accounts {
             (Rotation::Rotated { session_id, .. }, Some(user)) => {
                 self.tokens_for(UserView::from(&user), session_id, new_token)
             }
-            (Rotation::Reused, _) => {
-                tracing::warn!("refresh token reused; session revoked");
+            (
+                Rotation::Reused {
+                    user_id,
+                    session_id,
+                },
+                _,
+            ) => {
+                tracing::warn!(user_id, session_id, "refresh token reused; session revoked");
+                self.ended(user_id, &[session_id]);
                 Err(AppError::new(
                     ErrorCode::RefreshTokenReused,
                     "this refresh token was already used; the session has been signed out",
@@ -206,10 +236,12 @@ impl Accounts {
         }
     }
 
-    pub async fn logout(&self, session_id: i64) -> Result<(), AppError> {
+    pub async fn logout(&self, auth: &AuthUser) -> Result<(), AppError> {
+        let session_id = auth.session_id;
         self.db
             .run(move |conn| Ok(sessions::revoke(conn, session_id, db::now())?))
             .await?;
+        self.ended(auth.user_id, &[session_id]);
         Ok(())
     }
 
@@ -285,7 +317,12 @@ impl Accounts {
                 )?)
             })
             .await?;
-        tracing::info!(user_id, revoked_sessions = revoked, "password changed");
+        self.ended(user_id, &revoked);
+        tracing::info!(
+            user_id,
+            revoked_sessions = revoked.len(),
+            "password changed"
+        );
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Field rules for accounts. Each check returns every problem at once, per field.
 
 use crate::error::FieldError;
+use crate::input::{self, NameProblem};
 
 pub const USERNAME_MIN: usize = 3;
 pub const USERNAME_MAX: usize = 32;
@@ -74,12 +75,19 @@ pub fn password(field: &'static str, raw: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// Trims and checks a display name: 1–64 characters, no control characters.
+/// Checks a display name: 1–64 characters once trimmed and normalised, something visible in it,
+/// no control or bidirectional-formatting characters (`input::shown_name`).
 pub fn display_name(raw: &str) -> Result<String, FieldError> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(field_error("display_name", "required", "must not be blank"));
-    }
+    let name = input::shown_name(raw).map_err(|problem| match problem {
+        NameProblem::Blank => {
+            field_error("display_name", "required", "must hold something visible")
+        }
+        NameProblem::Forbidden => field_error(
+            "display_name",
+            "invalid_characters",
+            "must not contain control characters or bidirectional overrides",
+        ),
+    })?;
     if name.chars().count() > DISPLAY_NAME_MAX {
         return Err(field_error(
             "display_name",
@@ -87,14 +95,7 @@ pub fn display_name(raw: &str) -> Result<String, FieldError> {
             format!("must be at most {DISPLAY_NAME_MAX} characters"),
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err(field_error(
-            "display_name",
-            "invalid_characters",
-            "must not contain control characters",
-        ));
-    }
-    Ok(name.to_string())
+    Ok(name)
 }
 
 #[cfg(test)]
@@ -141,6 +142,16 @@ mod tests {
     fn display_names() {
         assert_eq!(display_name("  Ann 🎉 ").expect("valid"), "Ann 🎉");
         assert_eq!(display_name("   ").expect_err("blank").code, "required");
+        assert_eq!(
+            display_name("\u{200B}\u{3164}")
+                .expect_err("invisible")
+                .code,
+            "required"
+        );
+        assert_eq!(
+            display_name("evil\u{202E}gpj.exe").expect_err("bidi").code,
+            "invalid_characters"
+        );
         assert_eq!(
             display_name("a\u{7}b").expect_err("control").code,
             "invalid_characters"

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::body::Json;
 use crate::accounts::{IssuedTokens, UserView};
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -87,7 +88,7 @@ fn token_response(
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RegisterRequest>,
+    body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let tokens = state
@@ -105,7 +106,7 @@ pub async fn register(
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<LoginRequest>,
+    body: Json<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let tokens = state.accounts.login(&body.username, body.password).await?;
@@ -125,16 +126,7 @@ pub async fn refresh(
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<RefreshRequest>(&body)
-            .map_err(|err| {
-                let code = if err.is_data() {
-                    ErrorCode::InvalidBody
-                } else {
-                    ErrorCode::InvalidJson
-                };
-                AppError::new(code, err.to_string())
-            })?
-            .refresh_token
+        super::body::parse::<RefreshRequest>(&body)?.refresh_token
     };
     let presented = from_body
         .or_else(|| req.cookie(REFRESH_COOKIE).map(|c| c.value().to_string()))
@@ -166,7 +158,7 @@ pub async fn logout(
     state: web::Data<AppState>,
     auth: AuthUser,
 ) -> Result<HttpResponse, AppError> {
-    state.accounts.logout(auth.session_id).await?;
+    state.accounts.logout(&auth).await?;
     let mut response = HttpResponse::NoContent().finish();
     let _ = response.add_removal_cookie(&refresh_cookie(&req, String::new(), 0));
     Ok(response)

@@ -5,6 +5,7 @@ use actix_web::web;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::body::Json;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::chat::{ConversationPage, HistoryPage, Identity, ReadState};
@@ -119,7 +120,7 @@ pub async fn read(
     state: web::Data<AppState>,
     auth: AuthUser,
     username: web::Path<String>,
-    body: web::Json<ReadRequest>,
+    body: Json<ReadRequest>,
 ) -> Result<web::Json<ReadState>, AppError> {
     Ok(web::Json(
         state

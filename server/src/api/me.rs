@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::body::Json;
 use crate::accounts::UserView;
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -43,7 +44,7 @@ pub async fn get(
 pub async fn update(
     state: web::Data<AppState>,
     auth: AuthUser,
-    body: web::Json<UpdateMeRequest>,
+    body: Json<UpdateMeRequest>,
 ) -> Result<web::Json<UserView>, AppError> {
     Ok(web::Json(
         state
@@ -62,7 +63,7 @@ pub async fn update(
 pub async fn change_password(
     state: web::Data<AppState>,
     auth: AuthUser,
-    body: web::Json<ChangePasswordRequest>,
+    body: Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     state

@@ -1,6 +1,7 @@
 //! HTTP handlers: parse the request, call the service, shape the response. One file per resource.
 
 pub mod auth;
+pub mod body;
 pub mod conversations;
 pub mod health;
 pub mod ice;

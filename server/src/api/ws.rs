@@ -10,7 +10,7 @@ use crate::auth::extractor::bearer_token;
 use crate::chat::Identity;
 use crate::error::{AppError, ErrorBody, ErrorCode};
 use crate::ws::session::SessionContext;
-use crate::ws::ticket::TICKET_TTL;
+use crate::ws::ticket::{Holder, TICKET_TTL};
 use crate::ws::upgrade;
 
 #[derive(Serialize, ToSchema)]
@@ -29,9 +29,12 @@ pub struct TicketResponse {
 pub async fn ticket(state: web::Data<AppState>, auth: AuthUser) -> HttpResponse {
     let ticket = state
         .tickets
-        .issue(Identity {
-            user_id: auth.user_id,
-            username: auth.username,
+        .issue(Holder {
+            identity: Identity {
+                user_id: auth.user_id,
+                username: auth.username,
+            },
+            session_id: auth.session_id,
         })
         .await;
     HttpResponse::Ok()
@@ -61,25 +64,35 @@ pub async fn connect(
     query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let query = query.into_inner();
-    let identity = match &query.ticket {
-        Some(ticket) => state.tickets.redeem(ticket).await.ok_or_else(|| {
-            AppError::new(
-                ErrorCode::InvalidTicket,
-                "the ticket is unknown, expired or already used",
-            )
-        })?,
-        None => {
-            let auth = state.authenticate(&bearer_token(&req)?).await?;
-            Identity {
-                user_id: auth.user_id,
-                username: auth.username,
-            }
+    let auth = match &query.ticket {
+        Some(ticket) => {
+            let invalid = || {
+                AppError::new(
+                    ErrorCode::InvalidTicket,
+                    "the ticket is unknown, expired or already used, or its session has ended",
+                )
+            };
+            let holder = state.tickets.redeem(ticket).await.ok_or_else(invalid)?;
+            // A ticket outlives nothing: one issued before a sign-out is void.
+            state
+                .live_session(holder.identity.user_id, holder.session_id)
+                .await
+                .map_err(|err| match err.code() {
+                    ErrorCode::InvalidToken => invalid(),
+                    _ => err,
+                })?
         }
+        None => state.authenticate(&bearer_token(&req)?).await?,
+    };
+    let identity = Identity {
+        user_id: auth.user_id,
+        username: auth.username,
     };
     let user = state.accounts.user(identity.user_id).await?;
     let handshake = actix_http::ws::handshake(req.head())?;
     let context = SessionContext {
         identity,
+        session_id: auth.session_id,
         display_name: user.display_name,
         realtime: state.realtime.clone(),
         resume_after: query.after,

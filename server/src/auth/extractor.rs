@@ -53,7 +53,12 @@ impl AppState {
     pub async fn authenticate(&self, token: &str) -> Result<AuthUser, AppError> {
         let claims = self.tokens.verify(token)?;
         let user_id = claims.user_id().ok_or_else(AppError::invalid_token)?;
-        let session_id = claims.sid;
+        self.live_session(user_id, claims.sid).await
+    }
+
+    /// The caller of a session, if it is still live (not revoked or expired, its user there and
+    /// not disabled); otherwise `invalid_token`.
+    pub async fn live_session(&self, user_id: i64, session_id: i64) -> Result<AuthUser, AppError> {
         let username = self
             .db
             .run(move |conn| Ok(sessions::active_session_user(conn, session_id, user_id)?))

@@ -2,6 +2,7 @@
 
 pub mod extractor;
 pub mod password;
+pub mod revocation;
 pub mod tokens;
 
 pub use extractor::AuthUser;

@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 use crate::config::Secret;
 use crate::error::AppError;
 
+/// How long after `exp` a token is still accepted: the clocks of a cluster's instances may differ
+/// by this much (keep them in sync with NTP), and no more.
+pub const EXPIRY_LEEWAY_SECS: u64 = 2;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     /// The user id, as a string per RFC 7519.
@@ -40,7 +44,7 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     pub fn new(secret: &Secret, access_ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = EXPIRY_LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "iat", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
@@ -117,6 +121,26 @@ mod tests {
     fn rejects_other_key() {
         let token = issuer(&"a".repeat(32)).issue(7, 3).expect("issue");
         assert!(issuer(&"b".repeat(32)).verify(&token).is_err());
+    }
+
+    #[test]
+    fn expiry_leeway_is_two_seconds() {
+        let secret = "a".repeat(32);
+        let tokens = issuer(&secret);
+        let expired_ago = |secs: u64| {
+            let now = unix_now();
+            let claims = Claims {
+                sub: "7".into(),
+                sid: 3,
+                iat: now - 900,
+                exp: now - secs,
+                jti: "j".into(),
+            };
+            let key = EncodingKey::from_secret(secret.as_bytes());
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("encode")
+        };
+        assert!(tokens.verify(&expired_ago(1)).is_ok());
+        assert!(tokens.verify(&expired_ago(EXPIRY_LEEWAY_SECS + 1)).is_err());
     }
 
     #[test]

@@ -65,8 +65,9 @@ pub struct Envelope {
 impl Envelope {
     pub fn encode(&self) -> Vec<u8> {
         let (kind, message_id, text) = match &self.out {
-            Outbound::Frame(text) => (0u8, 0i64, text),
-            Outbound::Message { id, text } => (1u8, *id, text),
+            Outbound::Frame(text) => (0u8, 0i64, text.as_str()),
+            Outbound::Message { id, text } => (1u8, *id, text.as_str()),
+            Outbound::SessionEnded => (2u8, 0i64, ""),
         };
         let mut bytes = Vec::with_capacity(HEADER + text.len());
         bytes.push(kind);
@@ -99,6 +100,7 @@ impl Envelope {
                 id: message_id,
                 text,
             },
+            2 => Outbound::SessionEnded,
             _ => return None,
         };
         Some(Self {

@@ -162,7 +162,10 @@ fn error(code: ErrorCode, message: &str) -> AppError {
 /// Trims and checks a room name: 1–64 letters, digits, spaces, `_ . -`, not starting with `_`.
 /// Returns the display name and the case-insensitive key.
 pub fn room_name(raw: &str) -> Result<(String, String), AppError> {
-    let name = raw.trim();
+    use unicode_normalization::UnicodeNormalization;
+    // NFC: "é" typed as one code point or as two names one room.
+    let name: String = raw.trim().nfc().collect();
+    let name = name.as_str();
     let invalid = |message: &str| {
         AppError::validation(vec![FieldError {
             field: "name",
@@ -867,6 +870,12 @@ mod tests {
             ErrorCode::ValidationFailed
         );
         assert!(room_name("Café 2.0-b").is_ok());
+        assert_eq!(
+            room_name("Cafe\u{301}").expect("decomposed").1,
+            room_name("Caf\u{e9}").expect("composed").1
+        );
+        assert!(room_name("\u{200B}").is_err(), "invisible only");
+        assert!(room_name("a\u{202E}b").is_err(), "bidi override");
     }
 
     #[test]

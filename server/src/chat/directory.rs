@@ -1,10 +1,11 @@
-//! User name ↔ id lookups for the hot path. Names never change, so entries never go stale; the
-//! cache is simply emptied when it grows past its bound.
+//! Lookups for the hot path: user name ↔ id, and which pairs of users have a conversation. Names
+//! never change and a conversation, once it has a message, never ends, so entries never go
+//! stale; each cache is simply emptied when it grows past its bound.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use crate::db::{Db, users};
+use crate::db::{Db, messages, users};
 use crate::error::AppError;
 
 const MAX_ENTRIES: usize = 100_000;
@@ -14,6 +15,8 @@ pub struct Directory {
     db: Db,
     by_name: Arc<RwLock<HashMap<String, i64>>>,
     by_id: Arc<RwLock<HashMap<i64, String>>>,
+    /// Pairs (smaller id first) known to have a conversation.
+    talked: Arc<RwLock<HashSet<(i64, i64)>>>,
 }
 
 impl Directory {
@@ -22,7 +25,27 @@ impl Directory {
             db,
             by_name: Arc::default(),
             by_id: Arc::default(),
+            talked: Arc::default(),
         }
+    }
+
+    /// Whether `a` and `b` have a conversation (a message between them).
+    pub async fn have_talked(&self, a: i64, b: i64) -> Result<bool, AppError> {
+        let pair = (a.min(b), a.max(b));
+        if self.talked.read().is_ok_and(|t| t.contains(&pair)) {
+            return Ok(true);
+        }
+        let talked = self
+            .db
+            .run(move |conn| Ok(messages::newest_between(conn, pair.0, pair.1)?.is_some()))
+            .await?;
+        if talked && let Ok(mut known) = self.talked.write() {
+            if known.len() >= MAX_ENTRIES {
+                known.clear();
+            }
+            known.insert(pair);
+        }
+        Ok(talked)
     }
 
     fn remember(&self, id: i64, name: &str) {

@@ -21,7 +21,7 @@ use super::{
 };
 
 /// Who is acting: always taken from the authenticated token, never from a frame.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user_id: i64,
     pub username: String,
@@ -473,6 +473,13 @@ impl Chat {
     pub async fn typing(&self, from: &Identity, to: &str) -> Result<(), AppError> {
         let (to_id, _) = self.directory.resolve(to).await?;
         if to_id != from.user_id {
+            // Only someone you have a conversation with learns that you are typing.
+            if !self.directory.have_talked(from.user_id, to_id).await? {
+                return Err(AppError::new(
+                    ErrorCode::ConversationNotFound,
+                    format!("you have no conversation with {to:?} yet: send a message first"),
+                ));
+            }
             let frame = ServerFrame::Typing {
                 from: from.username.clone(),
             };

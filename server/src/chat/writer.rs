@@ -59,7 +59,7 @@ use crate::bus::delivery::LogSink;
 use crate::bus::log::{LogBatch, LogEntry};
 use crate::db::messages::{self, MessageRow, NewMessage};
 use crate::db::{self, Backend, Db, DbConnection};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::ws::hub::ConnId;
 use crate::ws::protocol::ServerFrame;
 
@@ -595,6 +595,13 @@ fn insert_one(conn: &mut DbConnection, row: &NewMessage) -> diesel::QueryResult<
                     .map(|r| (r, false))
                     .ok_or_else(|| AppError::internal(err)),
             )
+        }
+        // The sender's or the recipient's account was deleted since the frame was checked.
+        Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
+            Ok(Err(AppError::new(
+                ErrorCode::UserNotFound,
+                "the sender or the recipient no longer exists",
+            )))
         }
         Err(err) if refused_a_row(&err) => Ok(Err(AppError::internal(err))),
         Err(err) => Err(err),

@@ -74,13 +74,9 @@ pub fn in_write_order<T>(
             let released = conn.batch_execute("DO RELEASE_LOCK('pychat_message_writer')");
             result.and_then(|value| released.map(|()| value))
         }
-        // SQLite: take the write lock first. A transaction that reads before it writes fails at
-        // once (busy snapshot, no busy_timeout) when another connection, or another process
-        // sharing the file, committed in between; the batch reads (`prev`, retries) first.
-        DbConnection::Sqlite(_) => conn.transaction(|conn| {
-            conn.batch_execute("UPDATE messages SET id = id WHERE id < 0")?;
-            work(conn)
-        }),
+        // SQLite: the batch reads (`prev`, retries) before it writes, so it takes the write lock
+        // first (also against another process sharing the file).
+        DbConnection::Sqlite(_) => super::write_transaction(conn, work),
         _ => conn.transaction(work),
     }
 }

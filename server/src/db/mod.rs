@@ -403,6 +403,28 @@ impl Db {
     }
 }
 
+/// Runs `work` in a transaction that writes. On SQLite the transaction takes the write lock with
+/// its first statement: one that reads first and writes later fails at once, without waiting for
+/// the busy timeout (a "busy snapshot"), when another connection committed in between.
+pub fn write_transaction<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
+    conn.transaction(|conn| {
+        lock_sqlite_for_write(conn)?;
+        work(conn)
+    })
+}
+
+/// Inside a transaction on SQLite: takes the database's write lock now (waiting up to the busy
+/// timeout), by a write that changes nothing. Does nothing on the other backends.
+pub(crate) fn lock_sqlite_for_write(conn: &mut DbConnection) -> QueryResult<()> {
+    if matches!(conn, DbConnection::Sqlite(_)) {
+        conn.batch_execute("UPDATE sessions SET id = id WHERE id < 0")?;
+    }
+    Ok(())
+}
+
 /// Current UTC time, truncated to microseconds (the finest every backend stores).
 pub fn now() -> time::PrimitiveDateTime {
     let now = time::OffsetDateTime::now_utc();

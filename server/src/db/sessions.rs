@@ -30,7 +30,7 @@ pub fn create(
     now: PrimitiveDateTime,
     expires_at: PrimitiveDateTime,
 ) -> QueryResult<i64> {
-    conn.transaction(|conn| {
+    super::write_transaction(conn, |conn| {
         diesel::insert_into(sessions::table)
             .values((
                 sessions::user_id.eq(user_id),
@@ -56,6 +56,7 @@ pub fn active_session_user(
         .filter(users::id.eq(user_id))
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::expires_at.gt(super::now()))
+        .filter(users::disabled_at.is_null())
         .select(users::username)
         .first(conn)
         .optional()
@@ -68,7 +69,7 @@ pub enum Rotation {
     /// No live session has this token.
     Invalid,
     /// The token had been used already: the session is now revoked.
-    Reused,
+    Reused { user_id: i64, session_id: i64 },
 }
 
 /// Exchanges the refresh token hashed as `presented_hash` for the one hashed as `new_hash`.
@@ -78,9 +79,9 @@ pub fn rotate(
     new_hash: &str,
     now: PrimitiveDateTime,
 ) -> QueryResult<Rotation> {
-    conn.transaction(|conn| {
+    super::write_transaction(conn, |conn| {
         let found = refresh_tokens::table
-            .inner_join(sessions::table)
+            .inner_join(sessions::table.inner_join(users::table))
             .filter(refresh_tokens::token_hash.eq(presented_hash))
             .select((
                 refresh_tokens::id,
@@ -89,6 +90,7 @@ pub fn rotate(
                 sessions::user_id,
                 sessions::revoked_at,
                 sessions::expires_at,
+                users::disabled_at,
             ))
             .first::<(
                 i64,
@@ -97,17 +99,23 @@ pub fn rotate(
                 i64,
                 Option<PrimitiveDateTime>,
                 PrimitiveDateTime,
+                Option<PrimitiveDateTime>,
             )>(conn)
             .optional()?;
-        let Some((token_id, used_at, session_id, user_id, revoked_at, expires_at)) = found else {
+        let Some((token_id, used_at, session_id, user_id, revoked_at, expires_at, disabled_at)) =
+            found
+        else {
             return Ok(Rotation::Invalid);
         };
-        if revoked_at.is_some() || expires_at <= now {
+        if revoked_at.is_some() || expires_at <= now || disabled_at.is_some() {
             return Ok(Rotation::Invalid);
         }
         if used_at.is_some() {
             revoke(conn, session_id, now)?;
-            return Ok(Rotation::Reused);
+            return Ok(Rotation::Reused {
+                user_id,
+                session_id,
+            });
         }
         // Two requests racing with one token: only one update matches; the other is a reuse.
         let claimed = diesel::update(
@@ -119,7 +127,10 @@ pub fn rotate(
         .execute(conn)?;
         if claimed == 0 {
             revoke(conn, session_id, now)?;
-            return Ok(Rotation::Reused);
+            return Ok(Rotation::Reused {
+                user_id,
+                session_id,
+            });
         }
         insert_token(conn, session_id, new_hash, now)?;
         Ok(Rotation::Rotated {
@@ -143,19 +154,48 @@ pub fn revoke(
     .execute(conn)
 }
 
-/// Revokes every live session of `user_id` except `keep`.
-pub fn revoke_others(
+/// Revokes every live session of `user_id` except `keep` (none: all of them); returns the ids
+/// it revoked.
+pub fn revoke_all(
     conn: &mut DbConnection,
     user_id: i64,
-    keep: i64,
+    keep: Option<i64>,
     now: PrimitiveDateTime,
-) -> QueryResult<usize> {
-    diesel::update(
-        sessions::table
-            .filter(sessions::user_id.eq(user_id))
-            .filter(sessions::id.ne(keep))
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set(sessions::revoked_at.eq(now))
-    .execute(conn)
+) -> QueryResult<Vec<i64>> {
+    let live = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::id.ne(keep.unwrap_or(0)))
+        .filter(sessions::revoked_at.is_null());
+    let ids: Vec<i64> = live.select(sessions::id).load(conn)?;
+    diesel::update(sessions::table.filter(sessions::id.eq_any(&ids)))
+        .set(sessions::revoked_at.eq(now))
+        .execute(conn)?;
+    Ok(ids)
+}
+
+/// Sessions revoked at `since` or later, with their users: (session id, user id).
+pub fn revoked_since(
+    conn: &mut DbConnection,
+    since: PrimitiveDateTime,
+) -> QueryResult<Vec<(i64, i64)>> {
+    sessions::table
+        .filter(sessions::revoked_at.ge(since))
+        .select((sessions::id, sessions::user_id))
+        .load(conn)
+}
+
+/// Of `ids`, the sessions still live: not revoked, not expired, their user there and enabled.
+pub fn live_among(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    now: PrimitiveDateTime,
+) -> QueryResult<Vec<i64>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq_any(ids))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(users::disabled_at.is_null())
+        .select(sessions::id)
+        .load(conn)
 }

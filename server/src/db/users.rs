@@ -16,6 +16,7 @@ pub struct User {
     pub created_at: PrimitiveDateTime,
     pub updated_at: PrimitiveDateTime,
     pub last_seen_at: Option<PrimitiveDateTime>,
+    pub disabled_at: Option<PrimitiveDateTime>,
 }
 
 #[derive(Insertable)]
@@ -129,22 +130,49 @@ pub fn set_last_seen(
         .execute(conn)
 }
 
-/// Sets a new password hash and revokes every session but `keep`; returns how many it revoked.
+/// Sets a new password hash and revokes every session but `keep`; returns the ids it revoked.
 pub fn replace_password(
     conn: &mut DbConnection,
     id: i64,
     password_hash: &str,
     keep: i64,
     now: PrimitiveDateTime,
-) -> QueryResult<usize> {
-    conn.transaction(|conn| {
+) -> QueryResult<Vec<i64>> {
+    super::write_transaction(conn, |conn| {
         diesel::update(users::table.find(id))
             .set((
                 users::password_hash.eq(password_hash),
                 users::updated_at.eq(now),
             ))
             .execute(conn)?;
-        super::sessions::revoke_others(conn, id, keep, now)
+        super::sessions::revoke_all(conn, id, Some(keep), now)
+    })
+}
+
+/// Disables (`disabled`) or enables the account named `username`. Disabling revokes every session
+/// of it. Returns the user's id and the sessions revoked, or `None` for no such user.
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    username: &str,
+    disabled: bool,
+    now: PrimitiveDateTime,
+) -> QueryResult<Option<(i64, Vec<i64>)>> {
+    super::write_transaction(conn, |conn| {
+        let Some(user) = find_by_username(conn, username)? else {
+            return Ok(None);
+        };
+        diesel::update(users::table.find(user.id))
+            .set((
+                users::disabled_at.eq(disabled.then_some(now)),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        let revoked = if disabled {
+            super::sessions::revoke_all(conn, user.id, None, now)?
+        } else {
+            Vec::new()
+        };
+        Ok(Some((user.id, revoked)))
     })
 }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 use super::FrameText;
+use crate::auth::revocation::{SessionEnds, SessionRef};
 
 const SHARDS: usize = 32;
 
@@ -23,6 +24,8 @@ pub enum Outbound {
         text: FrameText,
     },
     Frame(FrameText),
+    /// The connection's session was revoked: the connection closes (4001).
+    SessionEnded,
 }
 
 /// What a connection's queue holds. One pointer, not the frame itself: tokio allocates a queue's
@@ -32,6 +35,7 @@ pub type Delivery = Arc<Outbound>;
 
 struct Conn {
     id: ConnId,
+    session_id: i64,
     /// `None` once the connection fell behind: it gets nothing more and its loop closes it.
     tx: Option<mpsc::Sender<Delivery>>,
 }
@@ -70,15 +74,25 @@ impl Hub {
         &self.shards[user_id.unsigned_abs() as usize % SHARDS]
     }
 
-    /// Adds a connection; returns its id and whether it is the user's first on this instance.
-    pub fn register(&self, user_id: i64, tx: mpsc::Sender<Delivery>) -> (ConnId, bool) {
+    /// Adds a connection of the user's session `session_id`; returns its id and whether it is the
+    /// user's first on this instance.
+    pub fn register(
+        &self,
+        user_id: i64,
+        session_id: i64,
+        tx: mpsc::Sender<Delivery>,
+    ) -> (ConnId, bool) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut shard = self
             .shard(user_id)
             .write()
             .unwrap_or_else(|e| e.into_inner());
         let conns = shard.entry(user_id).or_default();
-        conns.push(Conn { id, tx: Some(tx) });
+        conns.push(Conn {
+            id,
+            session_id,
+            tx: Some(tx),
+        });
         (id, conns.len() == 1)
     }
 
@@ -182,6 +196,50 @@ impl Hub {
     }
 }
 
+impl SessionEnds for Hub {
+    fn sessions(&self) -> Vec<SessionRef> {
+        let mut here: Vec<SessionRef> = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            for (&user_id, conns) in shard.iter() {
+                here.extend(conns.iter().map(|c| SessionRef {
+                    user_id,
+                    session_id: c.session_id,
+                }));
+            }
+        }
+        here.sort_unstable_by_key(|s| s.session_id);
+        here.dedup();
+        here
+    }
+
+    /// Tells each of the session's connections it ended and gives it nothing more: its loop
+    /// closes it. One whose queue is full is cut off the same way, as a slow reader.
+    fn end(&self, session: SessionRef) {
+        let mut shard = self
+            .shard(session.user_id)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(conns) = shard.get_mut(&session.user_id) else {
+            return;
+        };
+        let ended = Arc::new(Outbound::SessionEnded);
+        for conn in conns
+            .iter_mut()
+            .filter(|c| c.session_id == session.session_id)
+        {
+            if let Some(tx) = conn.tx.take() {
+                tracing::info!(
+                    user_id = session.user_id,
+                    conn_id = conn.id,
+                    "session revoked; closing its connection"
+                );
+                let _ = tx.try_send(ended.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,9 +253,9 @@ mod tests {
         let hub = Hub::new(1);
         let (tx1, mut rx1) = mpsc::channel(4);
         let (tx2, mut rx2) = mpsc::channel(4);
-        let (c1, first) = hub.register(7, tx1);
+        let (c1, first) = hub.register(7, 0, tx1);
         assert!(first);
-        let (_c2, first) = hub.register(7, tx2);
+        let (_c2, first) = hub.register(7, 0, tx2);
         assert!(!first);
         hub.send_to_user(7, &frame("a"), Some(c1));
         assert!(rx1.try_recv().is_err());
@@ -209,8 +267,8 @@ mod tests {
         let hub = Hub::new(1);
         let (slow_tx, mut slow_rx) = mpsc::channel(1);
         let (fast_tx, mut fast_rx) = mpsc::channel(8);
-        hub.register(1, slow_tx);
-        hub.register(1, fast_tx);
+        hub.register(1, 0, slow_tx);
+        hub.register(1, 0, fast_tx);
         for text in ["a", "b", "c"] {
             hub.send_to_user(1, &frame(text), None);
         }
@@ -234,8 +292,8 @@ mod tests {
         let hub = Hub::new(1);
         let (tx1, _rx1) = mpsc::channel(1);
         let (tx2, _rx2) = mpsc::channel(1);
-        let (c1, _) = hub.register(3, tx1);
-        let (c2, _) = hub.register(3, tx2);
+        let (c1, _) = hub.register(3, 0, tx1);
+        let (c2, _) = hub.register(3, 0, tx2);
         assert!(!hub.unregister(3, c1));
         assert!(hub.is_online(3));
         assert!(hub.unregister(3, c2));

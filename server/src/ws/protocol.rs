@@ -339,6 +339,13 @@ pub fn parse_client_frame(text: &str) -> Result<ClientEnvelope, FrameError> {
                     message: format!("id must be at most {MAX_FRAME_ID_LEN} bytes"),
                 });
             }
+            if crate::input::json_has_nul(text) {
+                return Err(FrameError {
+                    id: envelope.id,
+                    code: ErrorCode::ValidationFailed,
+                    message: crate::input::NUL_MESSAGE.into(),
+                });
+            }
             return Ok(envelope);
         }
         Err(err) => err,
@@ -363,7 +370,10 @@ pub fn parse_client_frame(text: &str) -> Result<ClientEnvelope, FrameError> {
                 message: if err.is_data() {
                     "a frame must be a JSON object with a string \"type\"".into()
                 } else {
-                    format!("malformed JSON: {err}")
+                    format!(
+                        "malformed JSON: {}",
+                        crate::input::describe_json_error(&err)
+                    )
                 },
             });
         }
@@ -384,7 +394,10 @@ pub fn parse_client_frame(text: &str) -> Result<ClientEnvelope, FrameError> {
                 ClientFrame::TYPES.join(", ")
             ),
         ),
-        Some(_) => (ErrorCode::InvalidFrame, err.to_string()),
+        Some(_) => (
+            ErrorCode::InvalidFrame,
+            crate::input::describe_json_error(&err),
+        ),
     };
     Err(FrameError { id, code, message })
 }

@@ -48,6 +48,10 @@ const TYPING_THROTTLE: Duration = Duration::from_secs(2);
 /// to close its side (the same second actix-http gives an HTTP connection to disconnect).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The close code of a connection whose session was revoked (sign-out, password change, a
+/// reused refresh token, a disabled account): reconnecting with it cannot work.
+const SESSION_ENDED: CloseCode = CloseCode::Library(4001);
+
 /// What every connection of this server shares. One per server, behind an `Arc`: a connection
 /// keeps a pointer instead of its own copies of these handles (about half a kilobyte).
 pub struct Realtime {
@@ -59,6 +63,8 @@ pub struct Realtime {
 
 pub struct SessionContext {
     pub identity: Identity,
+    /// The sign-in this connection belongs to: revoking it closes the connection.
+    pub session_id: i64,
     pub display_name: String,
     pub realtime: Arc<Realtime>,
     /// Replay messages newer than this before live traffic.
@@ -73,9 +79,14 @@ struct Registration {
 }
 
 impl Registration {
-    fn new(realtime: Arc<Realtime>, identity: Identity, tx: mpsc::Sender<Delivery>) -> Self {
+    fn new(
+        realtime: Arc<Realtime>,
+        identity: Identity,
+        session_id: i64,
+        tx: mpsc::Sender<Delivery>,
+    ) -> Self {
         let chat = &realtime.chat;
-        let (conn_id, first) = chat.bus().hub().register(identity.user_id, tx);
+        let (conn_id, first) = chat.bus().hub().register(identity.user_id, session_id, tx);
         if first {
             announce(chat.clone(), identity.clone(), PresenceStatus::Online);
         }
@@ -176,6 +187,7 @@ struct Connection {
 pub fn run(ctx: SessionContext, socket: Socket) -> impl Future<Output = ()> + 'static {
     let SessionContext {
         identity,
+        session_id,
         display_name,
         realtime,
         resume_after,
@@ -184,7 +196,7 @@ pub fn run(ctx: SessionContext, socket: Socket) -> impl Future<Output = ()> + 's
     let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
     let shutdown = realtime.shutdown.watch();
     let mut conn = Connection {
-        registration: Registration::new(realtime, identity, tx),
+        registration: Registration::new(realtime, identity, session_id, tx),
         display_name,
         resume_after,
         socket,
@@ -253,6 +265,7 @@ fn forward(
         Some(Outbound::Message { id, text }) if *id > replayed_up_to => Ok(Some(text.clone())),
         Some(Outbound::Message { .. }) => Ok(None),
         Some(Outbound::Frame(text)) => Ok(Some(text.clone())),
+        Some(Outbound::SessionEnded) => Err(close(SESSION_ENDED, "session ended")),
         None => Err(close(CloseCode::Policy, "not reading fast enough")),
     }
 }

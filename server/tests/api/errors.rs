@@ -135,8 +135,10 @@ async fn malformed_requests_get_json_errors() {
     assert_eq!(bad_query.error_code(), "invalid_query");
 
     // Odd bytes in the path and huge names are answered, not crashed on.
-    let odd = app.get("/api/users/%F0%9F%8E%89%00", &session.access).await;
+    let odd = app.get("/api/users/%F0%9F%8E%89", &session.access).await;
     assert_eq!(odd.status, StatusCode::NOT_FOUND);
+    let not_utf8 = app.get("/api/users/%FF%FE", &session.access).await;
+    assert_eq!(not_utf8.status, StatusCode::NOT_FOUND);
     let long = app
         .get(&format!("/api/users/{}", "x".repeat(5000)), &session.access)
         .await;

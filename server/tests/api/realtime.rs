@@ -608,6 +608,8 @@ async fn typing_is_relayed_throttled_and_not_stored() {
     let bob = app.register("bob").await;
     let mut a = app.connect(&alice, None).await;
     let mut b = app.connect(&bob, None).await;
+    a.send_message("bob", "hi", "first").await;
+    b.recv_type("message").await;
     for _ in 0..3 {
         a.send(json!({"type": "typing", "to": "bob"})).await;
     }
@@ -617,7 +619,7 @@ async fn typing_is_relayed_throttled_and_not_stored() {
     let history = app
         .get("/api/conversations/alice/messages", &bob.access)
         .await;
-    assert_eq!(history.body["messages"], json!([]));
+    assert_eq!(history.body["messages"].as_array().map(Vec::len), Some(1));
     a.send(json!({"type": "typing", "id": "t", "to": "ghost"}))
         .await;
     assert_eq!(a.recv_type("error").await["code"], "user_not_found");

@@ -1,0 +1,2 @@
+DROP INDEX sessions_revoked_at;
+ALTER TABLE users DROP COLUMN disabled_at;
