@@ -3,9 +3,10 @@
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, Route, web};
 
 use crate::api;
 use crate::error::{AppError, ErrorCode, FieldError};
@@ -14,6 +15,62 @@ use crate::input;
 /// Largest JSON body accepted by the API.
 pub const JSON_BODY_LIMIT: usize = 64 * 1024;
 
+/// One endpoint of the URL table: its method and path (as actix writes it, `{name}` for a path
+/// parameter) and its handler.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    route: Route,
+}
+
+fn at<F, Args>(method: Method, path: &'static str, handler: F) -> Endpoint
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    Endpoint {
+        route: web::route().method(method.clone()).to(handler),
+        method,
+        path,
+    }
+}
+
+/// Every endpoint the server answers. Tests enumerate it (the authorization matrix must have a
+/// row for each).
+pub fn endpoints() -> Vec<Endpoint> {
+    use api::*;
+    vec![
+        at(Method::GET, "/healthz", health::healthz),
+        at(Method::GET, "/readyz", health::readyz),
+        at(Method::GET, "/ws", ws::connect),
+        at(Method::GET, "/api/openapi.json", openapi::document),
+        at(Method::POST, "/api/auth/register", auth::register),
+        at(Method::POST, "/api/auth/login", auth::login),
+        at(Method::POST, "/api/auth/refresh", auth::refresh),
+        at(Method::POST, "/api/auth/logout", auth::logout),
+        at(Method::GET, "/api/me", me::get),
+        at(Method::PATCH, "/api/me", me::update),
+        at(Method::PUT, "/api/me/password", me::change_password),
+        at(Method::GET, "/api/users", users::search),
+        at(Method::GET, "/api/users/{username}", users::profile),
+        at(Method::POST, "/api/ws/ticket", ws::ticket),
+        at(Method::GET, "/api/ice-servers", ice::list),
+        at(Method::GET, "/api/rooms/{name}", rooms::get),
+        at(Method::GET, "/api/conversations", conversations::list),
+        at(
+            Method::GET,
+            "/api/conversations/{username}/messages",
+            conversations::messages,
+        ),
+        at(
+            Method::POST,
+            "/api/conversations/{username}/read",
+            conversations::read,
+        ),
+    ]
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -21,38 +78,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(json_error),
     )
     .app_data(web::QueryConfig::default().error_handler(query_error))
-    .app_data(web::PathConfig::default().error_handler(path_error))
-    .service(web::resource("/healthz").get(api::health::healthz))
-    .service(web::resource("/readyz").get(api::health::readyz))
-    .service(web::resource("/ws").get(api::ws::connect))
-    .service(
-        web::scope("/api")
-            .service(web::resource("/openapi.json").get(api::openapi::document))
-            .service(web::resource("/auth/register").post(api::auth::register))
-            .service(web::resource("/auth/login").post(api::auth::login))
-            .service(web::resource("/auth/refresh").post(api::auth::refresh))
-            .service(web::resource("/auth/logout").post(api::auth::logout))
-            .service(
-                web::resource("/me")
-                    .get(api::me::get)
-                    .patch(api::me::update),
-            )
-            .service(web::resource("/me/password").put(api::me::change_password))
-            .service(web::resource("/users").get(api::users::search))
-            .service(web::resource("/users/{username}").get(api::users::profile))
-            .service(web::resource("/ws/ticket").post(api::ws::ticket))
-            .service(web::resource("/ice-servers").get(api::ice::list))
-            .service(web::resource("/rooms/{name}").get(api::rooms::get))
-            .service(web::resource("/conversations").get(api::conversations::list))
-            .service(
-                web::resource("/conversations/{username}/messages")
-                    .get(api::conversations::messages),
-            )
-            .service(
-                web::resource("/conversations/{username}/read").post(api::conversations::read),
-            ),
-    )
-    .default_service(web::to(not_found));
+    .app_data(web::PathConfig::default().error_handler(path_error));
+    // One resource per path, with a route per method: another method on a known path is a 405.
+    let mut by_path: Vec<(&'static str, Vec<Route>)> = Vec::new();
+    for endpoint in endpoints() {
+        match by_path.iter_mut().find(|(path, _)| *path == endpoint.path) {
+            Some((_, routes)) => routes.push(endpoint.route),
+            None => by_path.push((endpoint.path, vec![endpoint.route])),
+        }
+    }
+    for (path, routes) in by_path {
+        cfg.service(
+            routes
+                .into_iter()
+                .fold(web::resource(path), |r, route| r.route(route)),
+        );
+    }
+    cfg.default_service(web::to(not_found));
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {

@@ -1,6 +1,7 @@
 //! Integration tests: real HTTP against the real application, one fresh database per test.
 
 mod accounts;
+mod authorization;
 mod calls;
 mod cli;
 mod cluster;
