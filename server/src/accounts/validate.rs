@@ -17,7 +17,7 @@ fn field_error(field: &'static str, code: &'static str, message: impl Into<Strin
     }
 }
 
-/// Lower-cases and checks a user name: 3–32 of `a-z 0-9 _ . -`, not starting with `_`.
+/// Lower-cases and checks a user name: 3–32 of `a-z 0-9 _ . -`, starting with a letter or digit.
 pub fn username(raw: &str) -> Result<String, FieldError> {
     let name = raw.to_lowercase();
     let length = name.chars().count();
@@ -50,6 +50,15 @@ pub fn username(raw: &str) -> Result<String, FieldError> {
             "username",
             "reserved",
             "names starting with '_' are reserved",
+        ));
+    }
+    // Names appear in paths (URLs, and the original PyChat's files): none may look like `..` or
+    // a hidden file.
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(field_error(
+            "username",
+            "invalid_characters",
+            "must start with a letter or a digit",
         ));
     }
     Ok(name)
@@ -119,6 +128,12 @@ mod tests {
             "invalid_characters"
         );
         assert_eq!(username("_user1").expect_err("reserved").code, "reserved");
+        for dotted in ["...", ".hidden", "-dash"] {
+            assert_eq!(
+                username(dotted).expect_err(dotted).code,
+                "invalid_characters"
+            );
+        }
         assert!(username(&"a".repeat(32)).is_ok());
     }
 

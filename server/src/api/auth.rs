@@ -18,7 +18,7 @@ const REFRESH_COOKIE_PATH: &str = "/api/auth";
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    /// 3–32 characters of `a-z 0-9 _ . -`, not starting with `_`; stored lower-case.
+    /// 3–32 characters of `a-z 0-9 _ . -`, starting with a letter or digit (`_` is reserved); stored lower-case.
     pub username: String,
     /// 8–128 characters.
     pub password: String,

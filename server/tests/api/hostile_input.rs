@@ -276,3 +276,47 @@ async fn a_deleted_users_socket_gets_a_clear_error(app: TestApp) {
         }
     }
 }
+
+/// The original PyChat named files after user names; here no name can walk a path: user names
+/// allow only `a-z 0-9 _ . -` (so no `/` or `\`), a name made of dots is refused, and neither
+/// the API nor the static files answer with anything outside the web app's directory.
+#[actix_web::test]
+async fn names_and_paths_cannot_walk_out_of_their_directory() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dist = root.path().join("dist");
+    std::fs::create_dir(&dist).expect("dist");
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>app</title>").expect("index");
+    std::fs::write(root.path().join("secret.txt"), "TOP SECRET").expect("secret");
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, move |s| {
+        s.web_dir = Some(dist)
+    })
+    .await
+    .expect("sqlite");
+    for name in ["../../etc/passwd", "a/b", "a\\b", "..", "...", "%2e%2e"] {
+        let got = app
+            .post(
+                "/api/auth/register",
+                json!({"username": name, "password": "long enough"}),
+            )
+            .await;
+        assert_eq!(got.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+    }
+    let ann = app.register("ann").await;
+    let lookup = app.get("/api/users/..%2F..%2Fetc%2Fpasswd", &ann.access).await;
+    assert_eq!(lookup.status, StatusCode::NOT_FOUND);
+    for path in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2Fsecret.txt",
+        "/assets/..%2F..%2Fsecret.txt",
+    ] {
+        let response = app
+            .client
+            .get(app.url(path))
+            .send()
+            .await
+            .expect("request");
+        let body = response.text().await.expect("body");
+        assert!(!body.contains("TOP SECRET"), "{path} served a file outside the app");
+    }
+}
