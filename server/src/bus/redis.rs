@@ -661,6 +661,7 @@ mod tests {
                 id: 42,
                 text: FrameText::from_static(r#"{"type":"message"}"#),
             },
+            Outbound::SessionEnded,
         ] {
             let envelope = Envelope {
                 origin: 7,

@@ -288,6 +288,40 @@ mod tests {
     }
 
     #[test]
+    fn ending_a_session_closes_only_its_connections() {
+        let hub = Hub::new(1);
+        let (phone_tx, mut phone_rx) = mpsc::channel(4);
+        let (laptop_tx, mut laptop_rx) = mpsc::channel(4);
+        hub.register(5, 10, phone_tx);
+        hub.register(5, 11, laptop_tx);
+        assert_eq!(hub.sessions().len(), 2);
+        hub.end(SessionRef {
+            user_id: 5,
+            session_id: 10,
+        });
+        assert_eq!(
+            phone_rx.try_recv().ok().as_deref(),
+            Some(&Outbound::SessionEnded)
+        );
+        // Nothing more reaches it; its loop closes it.
+        hub.send_to_user(5, &frame("after"), None);
+        assert!(matches!(
+            phone_rx.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        assert_eq!(laptop_rx.try_recv().ok().as_deref(), Some(&frame("after")));
+        // Ending it again, or a session that is not here, does nothing.
+        hub.end(SessionRef {
+            user_id: 5,
+            session_id: 10,
+        });
+        hub.end(SessionRef {
+            user_id: 9,
+            session_id: 1,
+        });
+    }
+
+    #[test]
     fn last_unregister_reports_offline() {
         let hub = Hub::new(1);
         let (tx1, _rx1) = mpsc::channel(1);

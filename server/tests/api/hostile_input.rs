@@ -302,7 +302,9 @@ async fn names_and_paths_cannot_walk_out_of_their_directory() {
         assert_eq!(got.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
     }
     let ann = app.register("ann").await;
-    let lookup = app.get("/api/users/..%2F..%2Fetc%2Fpasswd", &ann.access).await;
+    let lookup = app
+        .get("/api/users/..%2F..%2Fetc%2Fpasswd", &ann.access)
+        .await;
     assert_eq!(lookup.status, StatusCode::NOT_FOUND);
     for path in [
         "/../secret.txt",
@@ -310,13 +312,11 @@ async fn names_and_paths_cannot_walk_out_of_their_directory() {
         "/..%2Fsecret.txt",
         "/assets/..%2F..%2Fsecret.txt",
     ] {
-        let response = app
-            .client
-            .get(app.url(path))
-            .send()
-            .await
-            .expect("request");
+        let response = app.client.get(app.url(path)).send().await.expect("request");
         let body = response.text().await.expect("body");
-        assert!(!body.contains("TOP SECRET"), "{path} served a file outside the app");
+        assert!(
+            !body.contains("TOP SECRET"),
+            "{path} served a file outside the app"
+        );
     }
 }
