@@ -13,7 +13,7 @@ export class Session {
     readonly http: Http,
     private readonly initialUser: UserView,
   ) {
-    this.socket = new Socket({ getTicket: () => http.wsTicket() });
+    this.socket = new Socket({ getTicket: () => http.wsTicket(), onSessionEnded: () => http.sessionEnded() });
     this.chat = new ChatService(http, this.socket, initialUser.username);
     this.calls = new CallManager(http, this.socket);
   }

@@ -16,9 +16,9 @@ class FakeWS implements WebSocketLike {
   send(data: string) {
     this.sent.push(JSON.parse(data));
   }
-  close() {
+  close(code?: number) {
     this.readyState = 3;
-    this.onclose?.({} as CloseEvent);
+    this.onclose?.({ code } as CloseEvent);
   }
   /** Server side: open and say hello. */
   hello() {
@@ -86,6 +86,26 @@ describe('Socket', () => {
     last().receive({ type: 'replay_end', last_id: 50, replayed: 3 });
     expect(s.lastId).toBe(50);
     s.stop();
+  });
+
+  it('stops for good when the server ends the session (4001)', async () => {
+    let ended = 0;
+    const s = new Socket({
+      getTicket: async () => 't',
+      url: (t) => `ws://x/ws?ticket=${t}`,
+      WebSocketImpl: FakeWS,
+      onSessionEnded: () => ended++,
+    });
+    s.start();
+    await flush();
+    last().hello();
+    const sent = s.sendMessage('peer', 'hello', 'c-ended');
+    last().close(4001);
+    await expect(sent).rejects.toThrow();
+    expect(ended).toBe(1);
+    expect(s.status).toBe('closed');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(FakeWS.all).toHaveLength(1);
   });
 
   it('takes resync_required.newest_id as the new cursor', async () => {

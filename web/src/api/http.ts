@@ -243,6 +243,11 @@ export class Http {
       this.setSession(null, null, false);
     }
   }
+  /** The server ended this sign-in (the socket was closed with 4001): every tab signs out. */
+  sessionEnded() {
+    this.channel?.postMessage({ type: 'logout' } satisfies ChannelMsg);
+    this.setSession(null, null, false);
+  }
   changePassword(current_password: string, new_password: string) {
     return this.request<void>('PUT', '/api/me/password', { current_password, new_password });
   }

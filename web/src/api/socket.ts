@@ -37,7 +37,13 @@ export interface SocketOptions {
   deadAfterMs?: number;
   /** How long a request() waits for its reply (ms). */
   requestTimeoutMs?: number;
+  /** The server ended this sign-in (close code 4001: signed out elsewhere, password changed,
+   * account disabled). The socket stops for good before this is called. */
+  onSessionEnded?: () => void;
 }
+
+/** The close code of a connection whose session was revoked (docs/protocol.md). */
+export const SESSION_ENDED = 4001;
 
 interface Outgoing {
   frame: Extract<ClientFrame, { type: 'send' }>;
@@ -83,7 +89,8 @@ export class Socket {
   private readonly statusHandlers = new Set<(s: SocketStatus) => void>();
   private readonly outbox = new Map<string, Outgoing>();
   private readonly pending = new Map<string, Pending>();
-  private readonly o: Required<Omit<SocketOptions, 'WebSocketImpl' | 'url'>> & Pick<SocketOptions, 'url' | 'WebSocketImpl'>;
+  private readonly o: Required<Omit<SocketOptions, 'WebSocketImpl' | 'url' | 'onSessionEnded'>> &
+    Pick<SocketOptions, 'url' | 'WebSocketImpl' | 'onSessionEnded'>;
 
   constructor(opts: SocketOptions) {
     this.o = {
@@ -190,7 +197,7 @@ export class Socket {
     this.ws = ws;
     this.ready = false;
     ws.onmessage = (ev) => this.onMessage(ws, ev);
-    ws.onclose = () => this.onClose(ws);
+    ws.onclose = (ev) => this.onClose(ws, ev);
     ws.onerror = () => {
       /* a close follows */
     };
@@ -213,8 +220,14 @@ export class Socket {
     }, delay);
   }
 
-  private onClose(ws: WebSocketLike) {
+  private onClose(ws: WebSocketLike, ev?: CloseEvent) {
     if (ws !== this.ws) return;
+    if (ev?.code === SESSION_ENDED) {
+      // Reconnecting cannot work: this sign-in is over.
+      this.stop();
+      this.o.onSessionEnded?.();
+      return;
+    }
     this.ws = null;
     this.ready = false;
     this.stopPing();
