@@ -53,8 +53,6 @@ pub enum ErrorCode {
     NotInRoom,
     /// Only the room's creator may do this.
     NotRoomCreator,
-    /// The room exists but the caller is not a member.
-    NotRoomMember,
     /// Signaling waits for the creator to start the session.
     SessionNotStarted,
     /// No such peer in your room.
@@ -85,7 +83,7 @@ impl ErrorCode {
             | Self::NotInRoom
             | Self::SessionNotStarted
             | Self::Busy => StatusCode::CONFLICT,
-            Self::NotRoomCreator | Self::NotRoomMember => StatusCode::FORBIDDEN,
+            Self::NotRoomCreator => StatusCode::FORBIDDEN,
             Self::InvalidBody | Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

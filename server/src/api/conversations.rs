@@ -24,6 +24,7 @@ fn identity(auth: AuthUser) -> Identity {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConversationsQuery {
     /// Cursor: the `next_before` of the previous page.
     pub before: Option<i64>,
@@ -53,6 +54,7 @@ pub async fn list(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Messages older than this id (page backwards).
     pub before: Option<i64>,

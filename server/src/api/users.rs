@@ -14,6 +14,7 @@ const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// User-name prefix, case-insensitive. Empty lists everyone.
     #[serde(default)]

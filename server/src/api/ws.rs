@@ -43,6 +43,7 @@ pub async fn ticket(state: web::Data<AppState>, auth: AuthUser) -> HttpResponse 
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConnectQuery {
     /// From `POST /api/ws/ticket`. Without it, send `Authorization: Bearer`.
     pub ticket: Option<String>,
