@@ -35,6 +35,8 @@ pub enum ErrorCode {
     UserNotFound,
     /// A WebSocket ticket that is unknown, expired or already used.
     InvalidTicket,
+    /// A WebSocket handshake from a page of an origin that may not open it.
+    OriginNotAllowed,
     /// A WebSocket frame with a missing or mistyped field.
     InvalidFrame,
     /// A WebSocket frame whose `type` the server does not know.
@@ -83,7 +85,7 @@ impl ErrorCode {
             | Self::NotInRoom
             | Self::SessionNotStarted
             | Self::Busy => StatusCode::CONFLICT,
-            Self::NotRoomCreator => StatusCode::FORBIDDEN,
+            Self::NotRoomCreator | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::InvalidBody | Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

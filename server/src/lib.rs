@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod routes;
+pub mod security;
 pub mod shutdown;
 pub mod spa;
 pub mod telemetry;

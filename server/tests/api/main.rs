@@ -11,6 +11,7 @@ mod in_doubt;
 mod openapi;
 mod protocol;
 mod realtime;
+mod security;
 mod shutdown;
 mod tokens;
 mod upgrade;
