@@ -18,10 +18,20 @@ const REFRESH_COOKIE_PATH: &str = "/api/auth";
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// 3–32 characters of `a-z 0-9 _ . -`, not starting with `_`; stored lower-case.
+    #[schema(
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9.-][A-Za-z0-9_.-]*$"
+    )]
     pub username: String,
     /// 8–128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     /// Shown to others; defaults to the user name.
+    #[schema(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub display_name: Option<String>,
 }
 

@@ -11,7 +11,11 @@ use crate::error::{AppError, ErrorBody};
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateMeRequest {
-    /// 1–64 characters after trimming.
+    /// 1–64 characters after trimming, no control characters.
+    #[schema(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub display_name: String,
 }
 
@@ -19,6 +23,7 @@ pub struct UpdateMeRequest {
 pub struct ChangePasswordRequest {
     pub current_password: String,
     /// 8–128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 

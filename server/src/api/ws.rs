@@ -55,6 +55,7 @@ pub struct ConnectQuery {
 /// with 403, before upgrading.
 #[utoipa::path(get, path = "/ws", tag = "realtime", params(ConnectQuery), responses(
     (status = 101, description = "switching to the WebSocket protocol (see docs/protocol.md)"),
+    (status = 400, description = "not a WebSocket handshake, or a malformed query", body = ErrorBody),
     (status = 401, description = "`invalid_ticket`, `invalid_token` or `missing_token`", body = ErrorBody),
     (status = 403, description = "`origin_not_allowed`: the `Origin` header names neither this server nor an allowed origin", body = ErrorBody),
 ))]
