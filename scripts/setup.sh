@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system libraries the build links against, when they are missing (Debian/Ubuntu).
 # Idempotent and quiet when everything is already there. `scripts/setup.sh test` also installs
-# what the tests need (Chromium for the web app's end-to-end tests); `scripts/setup.sh bench` that
-# and `perf`, for the profiles of `make bench`.
+# what the tests need (Chromium for the web app's end-to-end tests, Schemathesis in a pinned
+# virtualenv); `scripts/setup.sh bench` that and `perf`, for the profiles of `make bench`.
 set -euo pipefail
 
 missing=()
@@ -28,4 +28,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$mode" = test ]; then
+  "$(dirname "$0")/schemathesis/run.sh" install
 fi

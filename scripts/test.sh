@@ -45,6 +45,9 @@ cargo build -p pychat --locked
   npm run e2e
 )
 
+echo "== schemathesis: generated requests against /api/openapi.json (SQLite, PostgreSQL)"
+scripts/schemathesis/run.sh
+
 echo "== faults: delivery under faults (issue #11)"
 faults_status=0
 wait "$faults_pid" || faults_status=$?

@@ -8,7 +8,9 @@ export default defineConfig({
   server: {
     proxy: {
       '/api': { target: backend, changeOrigin: true },
-      '/ws': { target: backend, ws: true, changeOrigin: true },
+      // The Host header stays the dev server's, as the page's Origin is: the server lets a page
+      // open the WebSocket only from its own origin (or PYCHAT_ALLOWED_ORIGINS).
+      '/ws': { target: backend, ws: true },
     },
   },
   build: { outDir: 'dist', sourcemap: true },

@@ -19,6 +19,7 @@ use crate::calls::ice::IceConfig;
 use crate::chat::{Chat, ChatLimits};
 use crate::config::Settings;
 use crate::db::{Db, StartupError};
+use crate::security::OriginPolicy;
 use crate::shutdown::{Shutdown, Stopper};
 use crate::ws::hub::Hub;
 use crate::ws::session::Realtime;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub realtime: Arc<Realtime>,
     pub ice: IceConfig,
     pub calls: Calls,
+    pub origins: OriginPolicy,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
             chat,
             tickets,
             ice: settings.ice.clone(),
+            origins: settings.origins.clone(),
         }
     }
 }
@@ -232,6 +235,8 @@ impl Application {
         let app = move || {
             let mut app = App::new()
                 .app_data(state.clone())
+                // Inside the error handlers: its refusals get the API's error body.
+                .wrap(state.origins.cors())
                 .wrap(ErrorHandlers::new().default_handler(crate::routes::json_error_body))
                 // %U is the path without the query string: nothing secret reaches the log.
                 .wrap(
@@ -249,6 +254,7 @@ impl Application {
                             Err(refused) => refused,
                         };
                         crate::spa::apply_cache_control(&mut response);
+                        crate::security::apply_headers(&mut response);
                         Ok(response)
                     }
                 })

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::calls::CallLimits;
 use crate::calls::ice::IceConfig;
 use crate::db::DatabaseUrl;
+use crate::security::{OriginPolicy, Origins};
 use crate::ws::WsLimits;
 
 pub const ENV_PREFIX: &str = "PYCHAT_";
@@ -87,6 +88,10 @@ pub struct RawSettings {
     pub instance_timeout_secs: u64,
     /// How long a SIGTERM or SIGINT may take: draining connections, then exiting.
     pub shutdown_timeout_secs: u64,
+    /// Comma-separated origins besides the server's own that may open the WebSocket.
+    pub allowed_origins: String,
+    /// Comma-separated origins that may call the API cross-origin (CORS); empty: none.
+    pub cors_origins: String,
 }
 
 impl Default for RawSettings {
@@ -126,6 +131,8 @@ impl Default for RawSettings {
             single_machine: false,
             instance_timeout_secs: 30,
             shutdown_timeout_secs: 10,
+            allowed_origins: String::new(),
+            cors_origins: String::new(),
         }
     }
 }
@@ -185,6 +192,8 @@ impl RawSettings {
         "single_machine",
         "instance_timeout_secs",
         "shutdown_timeout_secs",
+        "allowed_origins",
+        "cors_origins",
     ];
 
     /// Reads defaults, then `config_file` (if any), then the environment.
@@ -339,6 +348,12 @@ impl RawSettings {
                 "PYCHAT_ROOMS_PER_MINUTE and PYCHAT_CALLS_PER_MINUTE must be at least 1",
             ));
         }
+        let origins = OriginPolicy {
+            allowed: Origins::parse(&self.allowed_origins)
+                .map_err(|m| ConfigError::new("allowed_origins", m))?,
+            cors: Origins::parse(&self.cors_origins)
+                .map_err(|m| ConfigError::new("cors_origins", m))?,
+        };
         let database_url = match &self.database_url {
             Some(url) => DatabaseUrl::parse(url)
                 .map_err(|message| ConfigError::new("database_url", message))?,
@@ -399,6 +414,7 @@ impl RawSettings {
                 .then_some(self.web_dir),
             instance_timeout: Duration::from_secs(self.instance_timeout_secs),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            origins,
             calls: CallLimits {
                 max_peers: self.room_max_peers,
                 grace: Duration::from_secs(self.call_grace_secs),
@@ -507,6 +523,7 @@ pub struct Settings {
     pub web_dir: Option<PathBuf>,
     pub instance_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub origins: OriginPolicy,
 }
 
 impl Settings {
@@ -529,6 +546,8 @@ impl Settings {
             replay_max = self.replay_max,
             calls = ?self.calls,
             shutdown_timeout_secs = self.shutdown_timeout.as_secs(),
+            allowed_origins = ?self.origins.allowed,
+            cors_origins = ?self.origins.cors,
             web_dir = self.web_dir.as_ref().map_or("not built (API only)".to_string(), |d| d.display().to_string()),
             stun_urls = ?self.ice.stun_urls,
             turn_urls = ?self.ice.turn_urls,
@@ -602,6 +621,36 @@ mod tests {
             ..RawSettings::default()
         };
         assert_eq!(raw.resolve().expect("4 writers").message_writers, Some(4));
+    }
+
+    #[test]
+    fn origin_lists_are_checked_naming_the_setting() {
+        for (field, setting) in [
+            ("allowed", "PYCHAT_ALLOWED_ORIGINS"),
+            ("cors", "PYCHAT_CORS_ORIGINS"),
+        ] {
+            let mut raw = RawSettings {
+                jwt_secret: Some(Secret::new("x".repeat(32))),
+                ..RawSettings::default()
+            };
+            let bad = "https://chat.example.com, chat.example.com".to_string();
+            if field == "allowed" {
+                raw.allowed_origins = bad;
+            } else {
+                raw.cors_origins = bad;
+            }
+            let err = raw
+                .resolve()
+                .expect_err("a bare host accepted as an origin");
+            assert_eq!(err.setting, setting);
+        }
+        let settings = RawSettings {
+            jwt_secret: Some(Secret::new("x".repeat(32))),
+            ..RawSettings::default()
+        }
+        .resolve()
+        .expect("defaults");
+        assert!(settings.origins.allowed.is_empty() && settings.origins.cors.is_empty());
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub enum ErrorCode {
     ConversationNotFound,
     /// A WebSocket ticket that is unknown, expired or already used.
     InvalidTicket,
+    /// A WebSocket handshake from a page of an origin that may not open it.
+    OriginNotAllowed,
     /// A WebSocket frame with a missing or mistyped field.
     InvalidFrame,
     /// A WebSocket frame whose `type` the server does not know.
@@ -57,8 +59,6 @@ pub enum ErrorCode {
     NotInRoom,
     /// Only the room's creator may do this.
     NotRoomCreator,
-    /// The room exists but the caller is not a member.
-    NotRoomMember,
     /// Signaling waits for the creator to start the session.
     SessionNotStarted,
     /// No such peer in your room.
@@ -89,7 +89,7 @@ impl ErrorCode {
             | Self::NotInRoom
             | Self::SessionNotStarted
             | Self::Busy => StatusCode::CONFLICT,
-            Self::NotRoomCreator | Self::NotRoomMember | Self::AccountDisabled => {
+            Self::NotRoomCreator | Self::OriginNotAllowed | Self::AccountDisabled => {
                 StatusCode::FORBIDDEN
             }
             Self::InvalidBody | Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,

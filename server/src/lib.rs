@@ -15,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod input;
 pub mod routes;
+pub mod security;
 pub mod shutdown;
 pub mod spa;
 pub mod telemetry;

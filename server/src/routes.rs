@@ -94,6 +94,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .fold(web::resource(path), |r, route| r.route(route)),
         );
     }
+    // An unknown API path is a JSON 404, never the web app's page (which takes the rest).
+    cfg.service(web::resource(["/api", "/api/{tail:.*}"]).to(not_found));
     cfg.default_service(web::to(not_found));
 }
 

@@ -1,8 +1,8 @@
 // (b) The original room flow between two users, (c) a three-person mesh, (d) a direct call
 // answered on the callee's second tab.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, newPage, signUp, openChatWith, shot, copyToDocs, until } from './harness.mjs';
+import { startServer, launchBrowser, newPage, signUp, openChatWith, shot, copyToDocs, until, assertNoCspViolations } from './harness.mjs';
 
 let server, browser;
 before(async () => {
@@ -13,6 +13,8 @@ after(async () => {
   await browser?.close();
   await server?.stop();
 });
+// The app must do nothing its own Content-Security-Policy forbids.
+afterEach(assertNoCspViolations);
 
 const states = (page) => page.evaluate(() => window.__pychat.peerStates());
 const stats = (page) => page.evaluate(() => window.__pychat.peerStats());

@@ -1,8 +1,8 @@
 // (a) Two users sign up in two browser contexts, chat both ways, reload: history, unread badges
 // and read receipts are right.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, newPage, signUp, openChatWith, shot, copyToDocs, until } from './harness.mjs';
+import { startServer, launchBrowser, newPage, signUp, openChatWith, shot, copyToDocs, until, cspViolations, assertNoCspViolations } from './harness.mjs';
 
 let server, browser;
 const msg = (page, text) => page.locator('[data-testid="message"]', { hasText: text }).first();
@@ -14,6 +14,8 @@ after(async () => {
   await browser?.close();
   await server?.stop();
 });
+// The app must do nothing its own Content-Security-Policy forbids.
+afterEach(assertNoCspViolations);
 
 test('sign up, chat both ways, reload, unread badges and read receipts', async () => {
   const a = await newPage(browser, server.base);
@@ -120,4 +122,27 @@ test('sign up, chat both ways, reload, unread badges and read receipts', async (
 
   await a.context.close();
   await b.context.close();
+});
+
+test('the app is served under its Content-Security-Policy, which refuses inline scripts', async () => {
+  const { context, page } = await newPage(browser, server.base);
+  const response = await page.goto('/');
+  const headers = response.headers();
+  assert.match(headers['content-security-policy'], /script-src 'self';/);
+  assert.match(headers['content-security-policy'], /frame-ancestors 'none'/);
+  assert.equal(headers['x-content-type-options'], 'nosniff');
+  await page.getByTestId('auth-submit').waitFor();
+
+  // An injected inline script does not run, and the listener reports it: a run without reports
+  // above means the app did nothing the policy forbids.
+  const ran = await page.evaluate(() => {
+    const script = document.createElement('script');
+    script.textContent = 'window.__inlineRan = true';
+    document.body.append(script);
+    return window.__inlineRan === true;
+  });
+  assert.equal(ran, false);
+  await until(() => cspViolations.some((v) => v.directive === 'script-src-elem'), { what: 'the violation report' });
+  cspViolations.splice(0);
+  await context.close();
 });

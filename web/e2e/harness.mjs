@@ -89,13 +89,34 @@ export async function launchBrowser() {
   });
 }
 
+/** Every Content-Security-Policy violation seen on any page of this test file: the server's
+ * policy must allow everything the app does. */
+export const cspViolations = [];
+
 export async function newPage(browser, base, viewport = { width: 1200, height: 760 }) {
   const context = await browser.newContext({ baseURL: base, viewport });
   await context.grantPermissions(['microphone', 'camera'], { origin: base });
+  // The event carries what was blocked and by which directive; the console error is the
+  // browser's own report of the same, for violations no event reaches (a blocked frame).
+  await context.exposeBinding('__reportCspViolation', (_source, violation) => cspViolations.push(violation));
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__reportCspViolation({ directive: e.effectiveDirective, blocked: e.blockedURI, source: e.sourceFile, line: e.lineNumber });
+    });
+  });
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
   page.on('pageerror', (e) => console.error('[pageerror]', e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) cspViolations.push({ console: m.text() });
+  });
   return { context, page };
+}
+
+/** Fails with every violation recorded so far, and forgets them. */
+export function assertNoCspViolations() {
+  const seen = cspViolations.splice(0);
+  if (seen.length > 0) throw new Error(`Content-Security-Policy violations:\n${JSON.stringify(seen, null, 2)}`);
 }
 
 export async function signUp(page, username, displayName) {

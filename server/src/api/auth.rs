@@ -18,11 +18,22 @@ const REFRESH_COOKIE_PATH: &str = "/api/auth";
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    /// 3–32 characters of `a-z 0-9 _ . -`, starting with a letter or digit (`_` is reserved); stored lower-case.
+    /// 3–32 characters of `a-z 0-9 _ . -`, starting with a letter or digit (`_` is reserved);
+    /// stored lower-case.
+    #[schema(
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+    )]
     pub username: String,
     /// 8–128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     /// Shown to others; defaults to the user name.
+    #[schema(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*[^\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8][^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+    )]
     pub display_name: Option<String>,
 }
 

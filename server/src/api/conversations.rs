@@ -12,10 +12,10 @@ use crate::chat::{ConversationPage, HistoryPage, Identity, ReadState};
 use crate::db::messages::PageCursor;
 use crate::error::{AppError, ErrorBody, ErrorCode};
 
-const DEFAULT_MESSAGES: i64 = 50;
-const MAX_MESSAGES: i64 = 200;
-const DEFAULT_CONVERSATIONS: usize = 30;
-const MAX_CONVERSATIONS: usize = 100;
+const DEFAULT_MESSAGES: u32 = 50;
+const MAX_MESSAGES: u32 = 200;
+const DEFAULT_CONVERSATIONS: u32 = 30;
+const MAX_CONVERSATIONS: u32 = 100;
 
 fn identity(auth: AuthUser) -> Identity {
     Identity {
@@ -25,11 +25,13 @@ fn identity(auth: AuthUser) -> Identity {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConversationsQuery {
     /// Cursor: the `next_before` of the previous page.
     pub before: Option<i64>,
     /// 1–100, default 30.
-    pub limit: Option<usize>,
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
 }
 
 /// The caller's conversations, most recent first, with unread counts and the peer's presence.
@@ -41,31 +43,30 @@ pub async fn list(
     auth: AuthUser,
     query: web::Query<ConversationsQuery>,
 ) -> Result<web::Json<ConversationPage>, AppError> {
-    let limit = query
-        .limit
-        .unwrap_or(DEFAULT_CONVERSATIONS)
-        .clamp(1, MAX_CONVERSATIONS);
+    let limit = super::page_limit(query.limit, DEFAULT_CONVERSATIONS, MAX_CONVERSATIONS)?;
     Ok(web::Json(
         state
             .chat
-            .conversations(&identity(auth), query.before, limit)
+            .conversations(&identity(auth), query.before, limit as usize)
             .await?,
     ))
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Messages older than this id (page backwards).
     pub before: Option<i64>,
     /// Messages newer than this id (page forwards). Not together with `before`.
     pub after: Option<i64>,
     /// 1–200, default 50.
-    pub limit: Option<i64>,
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
 }
 
 /// A page of the conversation with `username`, oldest first. Without a cursor: the newest page.
 #[utoipa::path(get, path = "/api/conversations/{username}/messages", tag = "conversations", security(("bearer" = [])),
-    params(("username" = String, Path), HistoryQuery),
+    params(("username" = String, Path, example = "bob"), HistoryQuery),
     responses(
         (status = 200, body = HistoryPage),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
@@ -89,14 +90,11 @@ pub async fn messages(
         (None, Some(after)) => PageCursor::After(after),
         (None, None) => PageCursor::Latest,
     };
-    let limit = query
-        .limit
-        .unwrap_or(DEFAULT_MESSAGES)
-        .clamp(1, MAX_MESSAGES);
+    let limit = super::page_limit(query.limit, DEFAULT_MESSAGES, MAX_MESSAGES)?;
     Ok(web::Json(
         state
             .chat
-            .history(&identity(auth), &username, cursor, limit)
+            .history(&identity(auth), &username, cursor, i64::from(limit))
             .await?,
     ))
 }
@@ -104,13 +102,14 @@ pub async fn messages(
 #[derive(Deserialize, ToSchema)]
 pub struct ReadRequest {
     /// The newest message id read.
+    #[schema(minimum = 0)]
     pub up_to: i64,
 }
 
 /// Mark the conversation read up to a message. The peer gets a read receipt; the caller's other
 /// connections get the new unread count.
 #[utoipa::path(post, path = "/api/conversations/{username}/read", tag = "conversations", security(("bearer" = [])),
-    params(("username" = String, Path)), request_body = ReadRequest,
+    params(("username" = String, Path, example = "bob")), request_body = ReadRequest,
     responses(
         (status = 200, body = ReadState),
         (status = 401, body = ErrorBody),

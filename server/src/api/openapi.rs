@@ -1,7 +1,9 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
 use actix_web::HttpResponse;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -28,7 +30,7 @@ use utoipa::{Modify, OpenApi};
         super::rooms::get,
     ),
     components(schemas(crate::error::ErrorCode)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ExtractorErrors),
 )]
 pub struct ApiDoc;
 
@@ -46,6 +48,77 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// The answers the extractors of `routes.rs` give before any handler runs, on every operation
+/// they apply to: declared once here rather than on each handler, where they would be forgotten.
+struct ExtractorErrors;
+
+impl ExtractorErrors {
+    const BODY: [(&'static str, &'static str); 4] = [
+        ("400", "`invalid_json`: the body is not well-formed JSON"),
+        ("413", "`payload_too_large`"),
+        (
+            "415",
+            "`unsupported_media_type`: the body must be sent as `application/json`",
+        ),
+        (
+            "422",
+            "`invalid_body` (a missing or mistyped field) or `validation_failed`",
+        ),
+    ];
+    const QUERY: (&'static str, &'static str) =
+        ("400", "`invalid_query`: a query parameter is malformed");
+
+    fn add(operation: &mut Operation) {
+        let mut declare = |status: &str, description: &str| {
+            let error = ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                )
+                .build();
+            operation
+                .responses
+                .responses
+                .entry(status.to_string())
+                .or_insert(RefOr::T(error));
+        };
+        let has_body = operation.request_body.is_some();
+        let has_query = operation
+            .parameters
+            .iter()
+            .flatten()
+            .any(|p| p.parameter_in == ParameterIn::Query);
+        if has_body {
+            for (status, description) in Self::BODY {
+                declare(status, description);
+            }
+        }
+        if has_query {
+            declare(Self::QUERY.0, Self::QUERY.1);
+        }
+    }
+}
+
+impl Modify for ExtractorErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                Self::add(operation);
+            }
+        }
     }
 }
 

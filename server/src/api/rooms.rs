@@ -7,14 +7,13 @@ use crate::auth::AuthUser;
 use crate::calls::RoomView;
 use crate::error::{AppError, ErrorBody};
 
-/// A room's public state, for its members only.
+/// A room's public state, for its members only: to anyone else the room does not exist.
 #[utoipa::path(get, path = "/api/rooms/{name}", tag = "calls", security(("bearer" = [])),
     params(("name" = String, Path, description = "case-insensitive")),
     responses(
         (status = 200, body = RoomView),
         (status = 401, body = ErrorBody),
-        (status = 403, description = "`not_room_member`", body = ErrorBody),
-        (status = 404, description = "`room_not_found`", body = ErrorBody),
+        (status = 404, description = "`room_not_found`: no open room has this name, or the caller holds no seat in it", body = ErrorBody),
     ))]
 pub async fn get(
     state: web::Data<AppState>,

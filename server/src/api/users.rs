@@ -10,16 +10,18 @@ use crate::auth::AuthUser;
 use crate::chat::Presence;
 use crate::error::{AppError, ErrorBody};
 
-const DEFAULT_LIMIT: usize = 20;
-const MAX_LIMIT: usize = 100;
+const DEFAULT_LIMIT: u32 = 20;
+const MAX_LIMIT: u32 = 100;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// User-name prefix, case-insensitive. Empty lists everyone.
     #[serde(default)]
     pub q: String,
     /// Page size, 1–100 (default 20).
-    pub limit: Option<usize>,
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
     /// Cursor: the `next_after` of the previous page.
     pub after: Option<String>,
 }
@@ -42,8 +44,11 @@ pub async fn search(
     query: web::Query<SearchQuery>,
 ) -> Result<web::Json<UserList>, AppError> {
     let query = query.into_inner();
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let page = state.accounts.search(&query.q, query.after, limit).await?;
+    let limit = super::page_limit(query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let page = state
+        .accounts
+        .search(&query.q, query.after, limit as usize)
+        .await?;
     Ok(web::Json(UserList {
         users: page.users,
         next_after: page.next_after,
@@ -60,7 +65,7 @@ pub struct Profile {
 
 /// A user's public profile.
 #[utoipa::path(get, path = "/api/users/{username}", tag = "users", security(("bearer" = [])),
-    params(("username" = String, Path, description = "case-insensitive")),
+    params(("username" = String, Path, description = "case-insensitive", example = "bob")),
     responses(
         (status = 200, body = Profile),
         (status = 401, body = ErrorBody),

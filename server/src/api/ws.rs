@@ -46,6 +46,7 @@ pub async fn ticket(state: web::Data<AppState>, auth: AuthUser) -> HttpResponse 
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConnectQuery {
     /// From `POST /api/ws/ticket`. Without it, send `Authorization: Bearer`.
     pub ticket: Option<String>,
@@ -53,16 +54,21 @@ pub struct ConnectQuery {
     pub after: Option<i64>,
 }
 
-/// Upgrade to the WebSocket. A bad or reused ticket is refused with 401 before upgrading.
+/// Upgrade to the WebSocket. A bad or reused ticket is refused with 401, a page of another origin
+/// with 403, before upgrading.
 #[utoipa::path(get, path = "/ws", tag = "realtime", params(ConnectQuery), responses(
     (status = 101, description = "switching to the WebSocket protocol (see docs/protocol.md)"),
+    (status = 400, description = "not a WebSocket handshake, or a malformed query", body = ErrorBody),
     (status = 401, description = "`invalid_ticket`, `invalid_token` or `missing_token`", body = ErrorBody),
+    (status = 403, description = "`origin_not_allowed`: the `Origin` header names neither this server nor an allowed origin", body = ErrorBody),
 ))]
 pub async fn connect(
     req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    // Before the ticket is redeemed: a refused page must not use it up.
+    state.origins.check_websocket(&req)?;
     let query = query.into_inner();
     let auth = match &query.ticket {
         Some(ticket) => {

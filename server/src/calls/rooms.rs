@@ -642,16 +642,15 @@ impl Registry {
         (deliveries, cancelled)
     }
 
-    /// The public state of `name` for a user who holds a seat in it.
+    /// The public state of `name` for a user who holds a seat in it. Anyone else is told the
+    /// room does not exist, whether it does or not: a different answer would let any user probe
+    /// which room names are in use.
     pub fn view_for_member(&self, user_id: i64, raw_name: &str) -> Result<RoomView, AppError> {
-        let room = self
-            .rooms
+        self.rooms
             .get(&raw_name.trim().to_lowercase())
-            .ok_or_else(|| error(ErrorCode::RoomNotFound, "no open room has this name"))?;
-        if !room.members.iter().any(|m| m.user_id == user_id) {
-            return Err(error(ErrorCode::NotRoomMember, "you are not in this room"));
-        }
-        Ok(room.view())
+            .filter(|room| room.members.iter().any(|m| m.user_id == user_id))
+            .map(Room::view)
+            .ok_or_else(|| error(ErrorCode::RoomNotFound, "no open room has this name"))
     }
 
     // ---- Direct calls ----

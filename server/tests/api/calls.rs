@@ -284,12 +284,17 @@ async fn signals_cannot_leave_the_room_or_pose_as_another_peer() {
         error_code(&mut m, signal(&pa, "offer", json!({}))).await,
         "not_in_room"
     );
+    // Nor learn that it exists: the answer is the one for a name nobody uses.
     let peek = app.get("/api/rooms/private%20talk", &mallory.access).await;
-    assert_eq!(peek.status, StatusCode::FORBIDDEN);
-    assert_eq!(peek.error_code(), "not_room_member");
+    let missing = app.get("/api/rooms/nope", &mallory.access).await;
+    assert_eq!(peek.status, StatusCode::NOT_FOUND);
+    assert_eq!(peek.body, missing.body);
+    assert_eq!(missing.error_code(), "room_not_found");
     assert_eq!(
-        app.get("/api/rooms/nope", &alice.access).await.error_code(),
-        "room_not_found"
+        app.get("/api/rooms/private%20talk", &alice.access)
+            .await
+            .status,
+        StatusCode::OK
     );
 
     // In a room of her own, she still cannot reach a peer of another room.

@@ -133,6 +133,25 @@ async fn malformed_requests_get_json_errors() {
     let bad_query = app.get("/api/users?limit=many", &session.access).await;
     assert_eq!(bad_query.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_query.error_code(), "invalid_query");
+    // Page sizes outside the documented range are refused, not quietly changed.
+    for path in [
+        "/api/users?limit=0",
+        "/api/users?limit=101",
+        "/api/conversations?limit=101",
+        "/api/conversations/quinn/messages?limit=201",
+        "/api/conversations?limit=99999999999999999999",
+    ] {
+        let reply = app.get(path, &session.access).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(reply.error_code(), "invalid_query", "{path}");
+    }
+    for path in ["/api/users?limit=100", "/api/conversations?limit=100"] {
+        assert_eq!(
+            app.get(path, &session.access).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
 
     // Odd bytes in the path and huge names are answered, not crashed on.
     let odd = app.get("/api/users/%F0%9F%8E%89", &session.access).await;

@@ -14,6 +14,7 @@ mod in_doubt;
 mod openapi;
 mod protocol;
 mod realtime;
+mod security;
 mod sessions_end;
 mod shutdown;
 mod tokens;
