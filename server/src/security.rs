@@ -1,6 +1,6 @@
 //! What browsers are told about the server's responses (security headers), which pages may open
 //! the WebSocket (`Origin`), and CORS, which stays off unless origins are configured. The reasons
-//! are in `docs/security-headers.md`.
+//! are in `docs/security.md#browsers-headers-websocket-origin-cors`.
 
 use actix_cors::Cors;
 use actix_web::HttpRequest;
