@@ -17,6 +17,7 @@ pub const REFRESH_COOKIE: &str = "pychat_refresh";
 const REFRESH_COOKIE_PATH: &str = "/api/auth";
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// 3–32 characters of `a-z 0-9 _ . -`, starting with a letter or digit (`_` is reserved);
     /// stored lower-case.
@@ -27,7 +28,7 @@ pub struct RegisterRequest {
     )]
     pub username: String,
     /// 8–128 characters.
-    #[schema(min_length = 8, max_length = 128)]
+    #[schema(min_length = 8, max_length = 128, pattern = r"^[^\x00]*$")]
     pub password: String,
     /// Shown to others; defaults to the user name.
     #[schema(
@@ -38,14 +39,19 @@ pub struct RegisterRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(pattern = r"^[^\x00]*$")]
     pub username: String,
+    #[schema(pattern = r"^[^\x00]*$")]
     pub password: String,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// Optional when the `pychat_refresh` cookie is sent.
+    #[schema(pattern = r"^[^\x00]*$")]
     pub refresh_token: Option<String>,
 }
 

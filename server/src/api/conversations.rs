@@ -100,6 +100,7 @@ pub async fn messages(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReadRequest {
     /// The newest message id read.
     #[schema(minimum = 0)]

@@ -11,6 +11,7 @@ use crate::auth::AuthUser;
 use crate::error::{AppError, ErrorBody};
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
     /// 1–64 characters after trimming, no control characters.
     #[schema(
@@ -21,10 +22,12 @@ pub struct UpdateMeRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    #[schema(pattern = r"^[^\x00]*$")]
     pub current_password: String,
     /// 8–128 characters.
-    #[schema(min_length = 8, max_length = 128)]
+    #[schema(min_length = 8, max_length = 128, pattern = r"^[^\x00]*$")]
     pub new_password: String,
 }
 

@@ -70,6 +70,11 @@ impl ExtractorErrors {
     ];
     const QUERY: (&'static str, &'static str) =
         ("400", "`invalid_query`: a query parameter is malformed");
+    /// `routes::refuse_nul`, before any route: a NUL anywhere in the path or query.
+    const NUL: (&'static str, &'static str) = (
+        "422",
+        "`validation_failed`: the path or query holds a NUL character (`%00`)",
+    );
 
     fn add(operation: &mut Operation) {
         let mut declare = |status: &str, description: &str| {
@@ -100,6 +105,7 @@ impl ExtractorErrors {
         if has_query {
             declare(Self::QUERY.0, Self::QUERY.1);
         }
+        declare(Self::NUL.0, Self::NUL.1);
     }
 }
 

@@ -18,11 +18,13 @@ const MAX_LIMIT: u32 = 100;
 pub struct SearchQuery {
     /// User-name prefix, case-insensitive. Empty lists everyone.
     #[serde(default)]
+    #[param(pattern = r"^[^\x00]*$")]
     pub q: String,
     /// Page size, 1–100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Cursor: the `next_after` of the previous page.
+    #[param(pattern = r"^[^\x00]*$")]
     pub after: Option<String>,
 }
 

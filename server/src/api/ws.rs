@@ -49,6 +49,7 @@ pub async fn ticket(state: web::Data<AppState>, auth: AuthUser) -> HttpResponse 
 #[into_params(parameter_in = Query)]
 pub struct ConnectQuery {
     /// From `POST /api/ws/ticket`. Without it, send `Authorization: Bearer`.
+    #[param(pattern = r"^[^\x00]*$")]
     pub ticket: Option<String>,
     /// Resume: the newest message id the client has. Everything newer is replayed first.
     pub after: Option<i64>,
