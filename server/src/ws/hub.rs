@@ -197,6 +197,12 @@ impl Hub {
 }
 
 impl SessionEnds for Hub {
+    fn is_empty(&self) -> bool {
+        self.shards
+            .iter()
+            .all(|shard| shard.read().unwrap_or_else(|e| e.into_inner()).is_empty())
+    }
+
     fn sessions(&self) -> Vec<SessionRef> {
         let mut here: Vec<SessionRef> = Vec::new();
         for shard in self.shards.iter() {
@@ -294,6 +300,7 @@ mod tests {
         let (laptop_tx, mut laptop_rx) = mpsc::channel(4);
         hub.register(5, 10, phone_tx);
         hub.register(5, 11, laptop_tx);
+        assert!(!hub.is_empty());
         assert_eq!(hub.sessions().len(), 2);
         hub.end(SessionRef {
             user_id: 5,
