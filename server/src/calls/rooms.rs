@@ -190,6 +190,10 @@ pub fn room_name(raw: &str) -> Result<(String, String), AppError> {
             "may contain only letters, digits, spaces, '_', '.' and '-'",
         ));
     }
+    // The blank letters (Hangul fillers) are letters to `is_alphanumeric`, yet show nothing.
+    if crate::input::shown_name(name).is_err() {
+        return Err(invalid("must hold something visible"));
+    }
     Ok((name.to_string(), name.to_lowercase()))
 }
 
@@ -874,6 +878,7 @@ mod tests {
             room_name("Caf\u{e9}").expect("composed").1
         );
         assert!(room_name("\u{200B}").is_err(), "invisible only");
+        assert!(room_name("\u{3164}").is_err(), "a blank letter only");
         assert!(room_name("a\u{202E}b").is_err(), "bidi override");
     }
 

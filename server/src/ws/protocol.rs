@@ -358,8 +358,9 @@ pub fn parse_client_frame(text: &str) -> Result<ClientEnvelope, FrameError> {
         kind: Option<serde_json::Value>,
     }
     let head = match serde_json::from_str::<Head>(text) {
-        Ok(head) => head,
-        Err(_) => {
+        // serde reads a struct from an array too (`["id","type"]`): only an object is a frame.
+        Ok(head) if is_object(text) => head,
+        _ => {
             return Err(FrameError {
                 id: None,
                 code: if err.is_data() {
@@ -408,10 +409,19 @@ pub fn frame_id(text: &str) -> Option<String> {
     struct IdOnly {
         id: Option<String>,
     }
+    if !is_object(text) {
+        return None;
+    }
     serde_json::from_str::<IdOnly>(text)
         .ok()
         .and_then(|f| f.id)
         .filter(|id| id.len() <= MAX_FRAME_ID_LEN)
+}
+
+/// Whether a JSON text (known to be valid) is an object.
+fn is_object(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
 }
 
 /// The TypeScript declarations of the protocol, as committed in `web/src/generated/protocol.ts`.
@@ -492,6 +502,8 @@ mod tests {
         let cases = [
             ("{nope", ErrorCode::InvalidJson, None),
             ("[1,2]", ErrorCode::InvalidFrame, None),
+            (r#"["a","fly"]"#, ErrorCode::InvalidFrame, None),
+            (r#" ["a","send"]"#, ErrorCode::InvalidFrame, None),
             (r#"{"id":"a"}"#, ErrorCode::InvalidFrame, Some("a")),
             (
                 r#"{"id":"b","type":"fly"}"#,

@@ -26,14 +26,15 @@ pub struct Holder {
 
 impl Holder {
     /// `user_id:session_id:username`, as Redis keeps it (a user name has no `:`).
-    fn encode(&self) -> String {
+    pub fn encode(&self) -> String {
         format!(
             "{}:{}:{}",
             self.identity.user_id, self.session_id, self.identity.username
         )
     }
 
-    fn decode(value: &str) -> Option<Self> {
+    /// Reads what [`Holder::encode`] wrote; `None` for anything else.
+    pub fn decode(value: &str) -> Option<Self> {
         let mut parts = value.splitn(3, ':');
         let user_id = parts.next()?.parse().ok()?;
         let session_id = parts.next()?.parse().ok()?;
