@@ -57,6 +57,14 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
             message: input::NUL_MESSAGE.into(),
         }]));
     }
+    // serde reads a struct from an array too (`["ann","secret"]` as a login): every body here is
+    // an object.
+    if !malformed && !text.trim_start().starts_with('{') {
+        return Err(AppError::new(
+            ErrorCode::InvalidBody,
+            "the body must be a JSON object",
+        ));
+    }
     value.map_err(|err| {
         let message = input::describe_json_error(&err);
         if err.is_data() {
@@ -82,6 +90,8 @@ mod tests {
         assert_eq!(nul.code(), ErrorCode::ValidationFailed);
         let shape = parse::<LoginRequest>(b"[1]").expect_err("refused");
         assert_eq!(shape.code(), ErrorCode::InvalidBody);
+        let array = parse::<LoginRequest>(br#"["ann"]"#).expect_err("an array is no login");
+        assert_eq!(array.code(), ErrorCode::InvalidBody);
         assert!(
             !shape.message().contains("LoginRequest"),
             "{}",
