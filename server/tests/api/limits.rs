@@ -439,3 +439,43 @@ async fn limits_are_shared_across_instances(backend: Backend) {
 }
 
 crate::on_server_backends!(limits_are_shared_across_instances);
+
+/// The upgrade request reaches the limits with its peer address too: behind a trusted proxy two
+/// clients each get their own per-address count.
+#[actix_web::test]
+async fn websockets_count_by_the_address_a_trusted_proxy_names() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let Some(app) = spawn_app_with(Backend::Sqlite, |s| {
+        s.limits.connections_per_address = 1;
+        behind_proxy(s);
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = app.register("alice").await;
+    let open = |forwarded: &'static str| {
+        let app = &app;
+        let alice = &alice;
+        async move {
+            let ticket = app.ticket(alice).await;
+            let mut request = app
+                .ws_url(&format!("ticket={ticket}"))
+                .into_client_request()
+                .expect("request");
+            request
+                .headers_mut()
+                .insert("X-Forwarded-For", forwarded.parse().expect("header"));
+            tokio_tungstenite::connect_async(request).await
+        }
+    };
+    let _first = open("198.51.100.1").await.expect("first client");
+    let _second = open("198.51.100.2")
+        .await
+        .expect("another client, its own count");
+    match open("198.51.100.1").await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 429),
+        other => panic!("expected 429 for the first client's second socket, got {other:?}"),
+    }
+}
