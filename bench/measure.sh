@@ -59,12 +59,19 @@ if [ "$SCENARIO" = store ]; then
     exit
 fi
 
+# The load generator is one loopback client: lift the abuse limits (docs/security-limits.md),
+# which would otherwise refuse its sign-ups, tickets and sockets, and serialise its login storm.
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 URL="http://127.0.0.1:$PORT"
 PYCHAT_BIND="127.0.0.1:$PORT" PYCHAT_DATA_DIR="$DATA" PYCHAT_BCRYPT_COST="${PYCHAT_BCRYPT_COST:-4}" \
     PYCHAT_WS_RATE_PER_SEC="${PYCHAT_WS_RATE_PER_SEC:-100000}" \
     PYCHAT_WS_RATE_BURST="${PYCHAT_WS_RATE_BURST:-100000}" \
     PYCHAT_ROOM_MAX_PEERS="${PYCHAT_ROOM_MAX_PEERS:-16}" PYCHAT_LOG="${PYCHAT_LOG:-warn}" \
+    PYCHAT_REGISTRATIONS_PER_ADDRESS_PER_HOUR="${PYCHAT_REGISTRATIONS_PER_ADDRESS_PER_HOUR:-1000000}" \
+    PYCHAT_TICKETS_PER_USER_PER_MINUTE="${PYCHAT_TICKETS_PER_USER_PER_MINUTE:-1000000}" \
+    PYCHAT_WS_CONNECTIONS_PER_USER="${PYCHAT_WS_CONNECTIONS_PER_USER:-1000000}" \
+    PYCHAT_WS_CONNECTIONS_PER_ADDRESS="${PYCHAT_WS_CONNECTIONS_PER_ADDRESS:-1000000}" \
+    PYCHAT_LOGIN_CONCURRENCY_PER_ADDRESS="${PYCHAT_LOGIN_CONCURRENCY_PER_ADDRESS:-64}" \
     "${PYCHAT_SERVER_BIN:-target/release/pychat}" serve >"$DATA/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do

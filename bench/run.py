@@ -39,6 +39,12 @@ PYCHAT_ENV = {
     "PYCHAT_BCRYPT_COST": "4",
     "PYCHAT_WS_RATE_PER_SEC": "1000000",
     "PYCHAT_WS_RATE_BURST": "1000000",
+    # The abuse limits, too: every client of the generator is one loopback address.
+    "PYCHAT_REGISTRATIONS_PER_ADDRESS_PER_HOUR": "1000000",
+    "PYCHAT_TICKETS_PER_USER_PER_MINUTE": "1000000",
+    "PYCHAT_WS_CONNECTIONS_PER_USER": "1000000",
+    "PYCHAT_WS_CONNECTIONS_PER_ADDRESS": "1000000",
+    "PYCHAT_LOGIN_CONCURRENCY_PER_ADDRESS": "64",
     "PYCHAT_LOG": "warn",
     "PYCHAT_JWT_SECRET": "bench-secret-shared-by-every-instance-of-a-cluster-0123456789",
 }

@@ -58,12 +58,16 @@ wait_for() {
     exit 1
 }
 
-# Starts pychat on a free port with the extra environment given; sets PORT and SERVER_PID.
+# Starts pychat on a free port with the extra environment given; sets PORT and SERVER_PID. The
+# generator is one loopback client: the abuse limits are lifted (docs/security-limits.md).
 start_pychat() {
     PORT="$(free_port)"
     env PYCHAT_BIND="127.0.0.1:$PORT" PYCHAT_DATA_DIR="$DATA" PYCHAT_BCRYPT_COST=4 \
         PYCHAT_WS_RATE_PER_SEC=100000 PYCHAT_WS_RATE_BURST=100000 PYCHAT_ROOM_MAX_PEERS=16 \
-        PYCHAT_JWT_SECRET=smoke-test-secret-shared-by-the-cluster-0123456789 PYCHAT_LOG=warn "$@" \
+        PYCHAT_JWT_SECRET=smoke-test-secret-shared-by-the-cluster-0123456789 PYCHAT_LOG=warn \
+        PYCHAT_REGISTRATIONS_PER_ADDRESS_PER_HOUR=1000000 PYCHAT_TICKETS_PER_USER_PER_MINUTE=1000000 \
+        PYCHAT_WS_CONNECTIONS_PER_USER=1000000 PYCHAT_WS_CONNECTIONS_PER_ADDRESS=1000000 \
+        PYCHAT_LOGIN_CONCURRENCY_PER_ADDRESS=64 "$@" \
         "$BIN/pychat" serve >"$OUT/pychat-$PORT.log" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")

@@ -19,6 +19,7 @@ use crate::calls::ice::IceConfig;
 use crate::chat::{Chat, ChatLimits};
 use crate::config::Settings;
 use crate::db::{Db, StartupError};
+use crate::limits::Limits;
 use crate::security::OriginPolicy;
 use crate::shutdown::{Shutdown, Stopper};
 use crate::ws::hub::Hub;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub ice: IceConfig,
     pub calls: Calls,
     pub origins: OriginPolicy,
+    pub limits: Limits,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
         let tickets = bus
             .redis()
             .map_or_else(Tickets::default, |redis| Tickets::shared(redis.commands()));
+        let limits = Limits::new(&settings.limits, bus.redis().cloned());
         let calls = Calls::new(bus, chat.clone(), settings.calls);
         Self {
             db,
@@ -80,6 +83,7 @@ impl AppState {
             tickets,
             ice: settings.ice.clone(),
             origins: settings.origins.clone(),
+            limits,
         }
     }
 }

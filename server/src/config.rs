@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::calls::CallLimits;
 use crate::calls::ice::IceConfig;
 use crate::db::DatabaseUrl;
+use crate::limits::{ClientIpConfig, LimitSettings, Rule};
 use crate::security::{OriginPolicy, Origins};
 use crate::ws::WsLimits;
 
@@ -92,6 +93,23 @@ pub struct RawSettings {
     pub allowed_origins: String,
     /// Comma-separated origins that may call the API cross-origin (CORS); empty: none.
     pub cors_origins: String,
+    /// Failed sign-ins for one account from one address within the failure window.
+    pub login_failures_per_account_address: u32,
+    /// Failed sign-ins for one account from all addresses within the failure window.
+    pub login_failures_per_account: u32,
+    /// Failed sign-ins from one address, whatever the account, within the failure window.
+    pub login_failures_per_address: u32,
+    pub login_failure_window_secs: u64,
+    /// Password checks running at once for one client address.
+    pub login_concurrency_per_address: usize,
+    pub registrations_per_address_per_hour: u32,
+    pub tickets_per_user_per_minute: u32,
+    pub ws_connections_per_user: u32,
+    pub ws_connections_per_address: u32,
+    /// Comma-separated IPs or CIDRs of the proxies whose client-address header is believed.
+    pub trusted_proxies: String,
+    /// The header those proxies put the client's address in.
+    pub client_ip_header: String,
 }
 
 impl Default for RawSettings {
@@ -133,6 +151,21 @@ impl Default for RawSettings {
             shutdown_timeout_secs: 10,
             allowed_origins: String::new(),
             cors_origins: String::new(),
+            // A person who forgot a password gets ten tries per quarter hour from where they are;
+            // a botnet gets fifty per account; one address spraying many accounts a hundred.
+            login_failures_per_account_address: 10,
+            login_failures_per_account: 50,
+            login_failures_per_address: 100,
+            login_failure_window_secs: 15 * 60,
+            login_concurrency_per_address: 1,
+            // Enough for a household or a classroom behind one address signing up together.
+            registrations_per_address_per_hour: 10,
+            // A client reconnecting with back-off needs a few per minute.
+            tickets_per_user_per_minute: 30,
+            ws_connections_per_user: 32,
+            ws_connections_per_address: 256,
+            trusted_proxies: String::new(),
+            client_ip_header: "X-Forwarded-For".into(),
         }
     }
 }
@@ -194,6 +227,17 @@ impl RawSettings {
         "shutdown_timeout_secs",
         "allowed_origins",
         "cors_origins",
+        "login_failures_per_account_address",
+        "login_failures_per_account",
+        "login_failures_per_address",
+        "login_failure_window_secs",
+        "login_concurrency_per_address",
+        "registrations_per_address_per_hour",
+        "tickets_per_user_per_minute",
+        "ws_connections_per_user",
+        "ws_connections_per_address",
+        "trusted_proxies",
+        "client_ip_header",
     ];
 
     /// Reads defaults, then `config_file` (if any), then the environment.
@@ -354,6 +398,7 @@ impl RawSettings {
             cors: Origins::parse(&self.cors_origins)
                 .map_err(|m| ConfigError::new("cors_origins", m))?,
         };
+        let limits = self.limits()?;
         let database_url = match &self.database_url {
             Some(url) => DatabaseUrl::parse(url)
                 .map_err(|message| ConfigError::new("database_url", message))?,
@@ -415,6 +460,7 @@ impl RawSettings {
             instance_timeout: Duration::from_secs(self.instance_timeout_secs),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
             origins,
+            limits,
             calls: CallLimits {
                 max_peers: self.room_max_peers,
                 grace: Duration::from_secs(self.call_grace_secs),
@@ -427,6 +473,103 @@ impl RawSettings {
                 turn_urls,
                 turn_secret: self.turn_secret,
                 turn_credential_ttl: Duration::from_secs(self.turn_credential_ttl_secs),
+            },
+        })
+    }
+}
+
+impl RawSettings {
+    /// The abuse limits: every count at least 1, the proxies as networks, the header a name.
+    fn limits(&self) -> Result<LimitSettings, ConfigError> {
+        for (field, value) in [
+            (
+                "login_failures_per_account_address",
+                self.login_failures_per_account_address,
+            ),
+            (
+                "login_failures_per_account",
+                self.login_failures_per_account,
+            ),
+            (
+                "login_failures_per_address",
+                self.login_failures_per_address,
+            ),
+            (
+                "registrations_per_address_per_hour",
+                self.registrations_per_address_per_hour,
+            ),
+            (
+                "tickets_per_user_per_minute",
+                self.tickets_per_user_per_minute,
+            ),
+            ("ws_connections_per_user", self.ws_connections_per_user),
+            (
+                "ws_connections_per_address",
+                self.ws_connections_per_address,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(field, "must be at least 1"));
+            }
+        }
+        if self.login_failure_window_secs == 0 {
+            return Err(ConfigError::new(
+                "login_failure_window_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.login_concurrency_per_address == 0 {
+            return Err(ConfigError::new(
+                "login_concurrency_per_address",
+                "must be at least 1",
+            ));
+        }
+        let trusted_proxies = self
+            .trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "trusted_proxies",
+                            format!("{p:?} is neither an IP address nor a CIDR such as 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let header = self.client_ip_header.trim().to_ascii_lowercase();
+        // RFC 9110 token characters: what a header name may be made of.
+        let is_token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if header.is_empty() || !header.chars().all(is_token) {
+            return Err(ConfigError::new(
+                "client_ip_header",
+                format!("{:?} is not a header name", self.client_ip_header),
+            ));
+        }
+        let window = Duration::from_secs(self.login_failure_window_secs);
+        let failures = |max| Rule { max, window };
+        Ok(LimitSettings {
+            login_failures_per_account_address: failures(self.login_failures_per_account_address),
+            login_failures_per_account: failures(self.login_failures_per_account),
+            login_failures_per_address: failures(self.login_failures_per_address),
+            login_concurrency_per_address: self.login_concurrency_per_address,
+            registrations_per_address: Rule {
+                max: self.registrations_per_address_per_hour,
+                window: Duration::from_secs(60 * 60),
+            },
+            tickets_per_user: Rule {
+                max: self.tickets_per_user_per_minute,
+                window: Duration::from_secs(60),
+            },
+            connections_per_user: self.ws_connections_per_user,
+            connections_per_address: self.ws_connections_per_address,
+            client_ip: ClientIpConfig {
+                trusted_proxies,
+                header,
             },
         })
     }
@@ -524,6 +667,7 @@ pub struct Settings {
     pub instance_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub origins: OriginPolicy,
+    pub limits: LimitSettings,
 }
 
 impl Settings {
@@ -545,6 +689,7 @@ impl Settings {
             ws = ?self.ws,
             replay_max = self.replay_max,
             calls = ?self.calls,
+            limits = ?self.limits,
             shutdown_timeout_secs = self.shutdown_timeout.as_secs(),
             allowed_origins = ?self.origins.allowed,
             cors_origins = ?self.origins.cors,
@@ -651,6 +796,31 @@ mod tests {
         .resolve()
         .expect("defaults");
         assert!(settings.origins.allowed.is_empty() && settings.origins.cors.is_empty());
+    }
+
+    #[test]
+    fn reads_trusted_proxies_and_rejects_bad_ones() {
+        let raw = RawSettings {
+            trusted_proxies: " 10.0.0.0/8, 192.0.2.7 ,::1".into(),
+            jwt_secret: Some(Secret::new("x".repeat(32))),
+            ..RawSettings::default()
+        };
+        let limits = raw.resolve().expect("valid proxies").limits;
+        assert_eq!(limits.client_ip.trusted_proxies.len(), 3);
+        assert_eq!(limits.client_ip.header, "x-forwarded-for");
+        for (proxies, header, setting) in [
+            ("10.0.0.0/33", "X-Forwarded-For", "PYCHAT_TRUSTED_PROXIES"),
+            ("", "X Forwarded", "PYCHAT_CLIENT_IP_HEADER"),
+        ] {
+            let raw = RawSettings {
+                trusted_proxies: proxies.into(),
+                client_ip_header: header.into(),
+                jwt_secret: Some(Secret::new("x".repeat(32))),
+                ..RawSettings::default()
+            };
+            let err = raw.resolve().expect_err("bad value accepted");
+            assert_eq!(err.setting, setting);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The one error type of the API. Clients switch on [`ErrorCode`], never on message text.
 
 use std::fmt;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -153,6 +154,8 @@ pub struct AppError {
     code: ErrorCode,
     message: String,
     fields: Vec<FieldError>,
+    /// Seconds for the `Retry-After` header of a `rate_limited` answer.
+    retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -161,6 +164,17 @@ impl AppError {
             code,
             message: message.into(),
             fields: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// `429 rate_limited`, to be retried after `retry_after` (rounded up to whole seconds, at
+    /// least one: `Retry-After: 0` would invite an immediate retry).
+    pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(ErrorCode::RateLimited, message)
         }
     }
 
@@ -174,6 +188,7 @@ impl AppError {
             code: ErrorCode::ValidationFailed,
             message,
             fields,
+            retry_after: None,
         }
     }
 
@@ -253,6 +268,9 @@ impl ResponseError for AppError {
         if self.code.status() == StatusCode::UNAUTHORIZED {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
+        if let Some(secs) = self.retry_after {
+            response.insert_header(("Retry-After", secs.to_string()));
+        }
         response.json(self.body())
     }
 }
@@ -278,5 +296,21 @@ mod tests {
         assert_eq!(body["error"]["code"], "validation_failed");
         assert_eq!(body["error"]["fields"][0]["field"], "username");
         assert_eq!(err.status_code(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn rate_limited_says_when_in_whole_seconds() {
+        let err = AppError::rate_limited("slow down", Duration::from_millis(1500));
+        let response = err.error_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers().get("Retry-After").map(|v| v.as_bytes()),
+            Some(&b"2"[..])
+        );
+        let zero = AppError::rate_limited("slow down", Duration::ZERO).error_response();
+        assert_eq!(
+            zero.headers().get("Retry-After").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
     }
 }

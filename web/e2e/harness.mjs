@@ -39,6 +39,9 @@ export async function startServer() {
       PYCHAT_WEB_DIR: join(webDir, 'dist'),
       PYCHAT_WS_RATE_PER_SEC: '1000',
       PYCHAT_WS_RATE_BURST: '1000',
+      // Every browser of the tests is 127.0.0.1, signing up many users.
+      PYCHAT_REGISTRATIONS_PER_ADDRESS_PER_HOUR: '100000',
+      PYCHAT_TICKETS_PER_USER_PER_MINUTE: '100000',
       RUST_LOG: process.env.RUST_LOG ?? 'warn',
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -101,6 +101,7 @@ fn token_response(
     (status = 201, body = AuthResponse),
     (status = 409, description = "`username_taken`", body = ErrorBody),
     (status = 422, description = "`validation_failed`, with a per-field list", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: too many sign-ups from this address", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
 ))]
 pub async fn register(
     req: HttpRequest,
@@ -108,6 +109,8 @@ pub async fn register(
     body: Json<RegisterRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
+    let client = super::client_address(&req, &state.limits);
+    state.limits.register(client).await?;
     let tokens = state
         .accounts
         .register(&body.username, body.password, body.display_name.as_deref())
@@ -119,6 +122,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, body = AuthResponse),
     (status = 401, description = "`invalid_credentials`, the same for an unknown user and a wrong password", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: too many failed sign-ins for this account or from this address (even the right password is refused until `Retry-After`), or too many in progress", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
 ))]
 pub async fn login(
     req: HttpRequest,
@@ -126,7 +130,9 @@ pub async fn login(
     body: Json<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let tokens = state.accounts.login(&body.username, body.password).await?;
+    let client = super::client_address(&req, &state.limits);
+    let attempt = state.accounts.login(&body.username, body.password);
+    let tokens = state.limits.login(&body.username, client, attempt).await?;
     Ok(token_response(&req, HttpResponse::Ok(), tokens))
 }
 

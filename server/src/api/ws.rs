@@ -25,8 +25,10 @@ pub struct TicketResponse {
 #[utoipa::path(post, path = "/api/ws/ticket", tag = "realtime", security(("bearer" = [])), responses(
     (status = 200, body = TicketResponse),
     (status = 401, body = ErrorBody),
+    (status = 429, description = "`rate_limited`: too many tickets for this user", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
 ))]
-pub async fn ticket(state: web::Data<AppState>, auth: AuthUser) -> HttpResponse {
+pub async fn ticket(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, AppError> {
+    state.limits.ticket(auth.user_id).await?;
     let ticket = state
         .tickets
         .issue(Holder {
@@ -37,12 +39,12 @@ pub async fn ticket(state: web::Data<AppState>, auth: AuthUser) -> HttpResponse 
             session_id: auth.session_id,
         })
         .await;
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(TicketResponse {
             ticket,
             expires_in: TICKET_TTL.as_secs(),
-        })
+        }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -55,13 +57,14 @@ pub struct ConnectQuery {
     pub after: Option<i64>,
 }
 
-/// Upgrade to the WebSocket. A bad or reused ticket is refused with 401, a page of another origin
-/// with 403, before upgrading.
+/// Upgrade to the WebSocket. Refused before upgrading: a bad or reused ticket with 401, a page of
+/// another origin with 403, a user or address with too many open WebSockets with 429.
 #[utoipa::path(get, path = "/ws", tag = "realtime", params(ConnectQuery), responses(
     (status = 101, description = "switching to the WebSocket protocol (see docs/protocol.md)"),
     (status = 400, description = "not a WebSocket handshake, or a malformed query", body = ErrorBody),
     (status = 401, description = "`invalid_ticket`, `invalid_token` or `missing_token`", body = ErrorBody),
     (status = 403, description = "`origin_not_allowed`: the `Origin` header names neither this server nor an allowed origin", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: too many open WebSockets for this user or from this address", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
 ))]
 pub async fn connect(
     req: HttpRequest,
@@ -95,6 +98,8 @@ pub async fn connect(
         user_id: auth.user_id,
         username: auth.username,
     };
+    let client = super::client_address(&req, &state.limits);
+    let permit = state.limits.connection(identity.user_id, client)?;
     let user = state.accounts.user(identity.user_id).await?;
     let handshake = actix_http::ws::handshake(req.head())?;
     let context = SessionContext {
@@ -104,5 +109,5 @@ pub async fn connect(
         realtime: state.realtime.clone(),
         resume_after: query.after,
     };
-    Ok(upgrade::accept(handshake, context))
+    Ok(upgrade::accept(handshake, context, permit))
 }

@@ -25,22 +25,28 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::MAX_FRAME_BYTES;
 use super::session::{self, SessionContext};
+use crate::limits::ConnectionPermit;
 
 /// The socket's read buffer, allocated for the connection's life. Client frames are small JSON;
 /// a larger one is read in several steps (tungstenite grows the buffer to the frame's size).
 const READ_BUFFER_BYTES: usize = 1024;
 
-/// The session a `/ws` handler accepted, riding on its 101 response to this service.
-struct Accepted(SessionContext);
+/// The session a `/ws` handler accepted, riding on its 101 response to this service, with its
+/// place in the connection limits (held for the session's life).
+struct Accepted(SessionContext, ConnectionPermit);
 
 /// What the h1 codec writes: a response head, then body chunks.
 type Outgoing = Message<(Response<()>, BodySize)>;
 
 /// The handler's answer to a valid handshake: the 101 response, carrying the session to run once
 /// it is written.
-pub fn accept(mut handshake: ResponseBuilder, session: SessionContext) -> HttpResponse {
+pub fn accept(
+    mut handshake: ResponseBuilder,
+    session: SessionContext,
+    permit: ConnectionPermit,
+) -> HttpResponse {
     let mut response = HttpResponse::from(handshake.finish().map_into_boxed_body());
-    response.extensions_mut().insert(Accepted(session));
+    response.extensions_mut().insert(Accepted(session, permit));
     response
 }
 
@@ -101,7 +107,7 @@ where
         Err(response) => response.into(),
     };
     let accepted = response.extensions_mut().remove::<Accepted>();
-    let Some(Accepted(session)) = accepted else {
+    let Some(Accepted(session, permit)) = accepted else {
         return answer_and_close(framed, response).await;
     };
     framed
@@ -117,7 +123,11 @@ where
         Some(socket_config()),
     )
     .await;
-    actix_web::rt::spawn(session::run(session, socket));
+    let session = session::run(session, socket);
+    actix_web::rt::spawn(async move {
+        session.await;
+        drop(permit);
+    });
     Ok(())
 }
 

@@ -426,6 +426,9 @@ fn spawn_process(db_url: &str, redis_url: &str, port: u16) -> Child {
         .env("PYCHAT_JWT_SECRET", JWT_SECRET)
         .env("PYCHAT_BCRYPT_COST", "4")
         .env("PYCHAT_INSTANCE_TIMEOUT_SECS", "3")
+        // As helpers.rs: the limits have their own tests.
+        .env("PYCHAT_REGISTRATIONS_PER_ADDRESS_PER_HOUR", "1000000")
+        .env("PYCHAT_TICKETS_PER_USER_PER_MINUTE", "1000000")
         .env("PYCHAT_WEB_DIR", "/nonexistent")
         .env("PYCHAT_LOG", "warn")
         .stdout(Stdio::null())

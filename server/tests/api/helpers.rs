@@ -190,6 +190,16 @@ pub fn settings_for(db: &TestDb) -> Settings {
         // Tests send faster than people; the rate-limit test sets its own limits.
         ws_rate_per_sec: 100_000.0,
         ws_rate_burst: 100_000.0,
+        // Every test client is 127.0.0.1 and signs up many users: the abuse limits are tested
+        // with their own settings (limits.rs).
+        login_failures_per_account_address: 100_000,
+        login_failures_per_account: 100_000,
+        login_failures_per_address: 100_000,
+        login_concurrency_per_address: 64,
+        registrations_per_address_per_hour: 100_000,
+        tickets_per_user_per_minute: 100_000,
+        ws_connections_per_user: 100_000,
+        ws_connections_per_address: 100_000,
         ..RawSettings::default()
     }
     .resolve()

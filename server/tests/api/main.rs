@@ -11,6 +11,7 @@ mod errors;
 mod helpers;
 mod hostile_input;
 mod in_doubt;
+mod limits;
 mod openapi;
 mod protocol;
 mod realtime;

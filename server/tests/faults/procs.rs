@@ -562,6 +562,11 @@ impl Instance {
             .env("PYCHAT_INSTANCE_TIMEOUT_SECS", "3")
             .env("PYCHAT_WS_RATE_PER_SEC", "5000")
             .env("PYCHAT_WS_RATE_BURST", "5000")
+            // Every client is 127.0.0.1, signing up many users and reconnecting through faults.
+            .env("PYCHAT_REGISTRATIONS_PER_ADDRESS_PER_HOUR", "1000000")
+            .env("PYCHAT_TICKETS_PER_USER_PER_MINUTE", "1000000")
+            .env("PYCHAT_WS_CONNECTIONS_PER_USER", "1000000")
+            .env("PYCHAT_WS_CONNECTIONS_PER_ADDRESS", "1000000")
             .env("PYCHAT_DATABASE_POOL_SIZE", "8");
         for (k, v) in &self.env {
             command.env(k, v);
