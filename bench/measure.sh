@@ -59,7 +59,7 @@ if [ "$SCENARIO" = store ]; then
     exit
 fi
 
-# The load generator is one loopback client: lift the abuse limits (docs/security-limits.md),
+# The load generator is one loopback client: lift the abuse limits (docs/security.md#abuse-limits),
 # which would otherwise refuse its sign-ups, tickets and sockets, and serialise its login storm.
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 URL="http://127.0.0.1:$PORT"

@@ -59,7 +59,7 @@ wait_for() {
 }
 
 # Starts pychat on a free port with the extra environment given; sets PORT and SERVER_PID. The
-# generator is one loopback client: the abuse limits are lifted (docs/security-limits.md).
+# generator is one loopback client: the abuse limits are lifted (docs/security.md#abuse-limits).
 start_pychat() {
     PORT="$(free_port)"
     env PYCHAT_BIND="127.0.0.1:$PORT" PYCHAT_DATA_DIR="$DATA" PYCHAT_BCRYPT_COST=4 \

@@ -2,7 +2,7 @@
 //! per user, open WebSockets per user and address, and per-account and per-address lanes in front
 //! of password checks. No actix types here: handlers pass the client's address (from
 //! [`client_ip`]) and turn a refusal, `429 rate_limited` with `Retry-After`, into a response.
-//! What each limit defends and how it is shared in a cluster: `docs/security-limits.md`.
+//! What each limit defends and how it is shared in a cluster: `docs/security.md#abuse-limits`.
 
 pub mod client_ip;
 mod connections;
