@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, Session, TestApp, reply, session_from};
+use crate::helpers::{PASSWORD, Session, TestApp, session_from};
 use crate::on_every_backend;
 use crate::ws_client::WsClient;
 
@@ -309,7 +309,7 @@ async fn every_endpoint_answers_each_caller_as_the_matrix_says(app: TestApp) {
             let (url, body) = world.request(*caller, path).await;
             let body = if *method == Method::GET { None } else { body };
             let got = if *path == "/ws" {
-                upgrade(&world.app, token.as_deref()).await
+                world.app.upgrade_answer("", token.as_deref()).await
             } else {
                 let reply = world
                     .app
@@ -327,27 +327,6 @@ async fn every_endpoint_answers_each_caller_as_the_matrix_says(app: TestApp) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// A WebSocket upgrade with `token` as the bearer: the status and error code it gets.
-async fn upgrade(app: &TestApp, token: Option<&str>) -> (u16, Option<String>) {
-    let mut request = app
-        .client
-        .get(app.url("/ws"))
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("upgrade request");
-    let status = response.status().as_u16();
-    if status == 101 {
-        return (status, None);
-    }
-    let body = reply(response).await.body;
-    (status, body["error"]["code"].as_str().map(str::to_string))
 }
 
 /// What a frame got: the reply's `type` (its `code` for an error), or nothing at all.

@@ -32,6 +32,29 @@ impl TestApp {
         reply.body["ticket"].as_str().expect("ticket").to_string()
     }
 
+    /// A WebSocket handshake on `/ws?{query}` (with `bearer` as the token, if any) made with
+    /// plain HTTP, for upgrades that are meant to be refused: the status, and the error code of
+    /// a refusal.
+    pub async fn upgrade_answer(&self, query: &str, bearer: Option<&str>) -> (u16, Option<String>) {
+        let mut request = self
+            .client
+            .get(self.url(&format!("/ws?{query}")))
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("upgrade request");
+        let status = response.status().as_u16();
+        if status == 101 {
+            return (status, None);
+        }
+        let body = crate::helpers::reply(response).await.body;
+        (status, body["error"]["code"].as_str().map(str::to_string))
+    }
+
     pub fn ws_url(&self, query: &str) -> String {
         format!("ws://{}/ws?{query}", self.addr)
     }
