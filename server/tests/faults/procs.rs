@@ -264,9 +264,18 @@ fn template(backend: Backend) -> &'static Path {
         std::fs::create_dir_all(&root).expect("template dir");
         match backend {
             Backend::Postgres => {
+                // initdb runs as `postgres`, which may not be able to reach the target directory
+                // (a checkout in a 0700 directory, as `mktemp -d` makes): it initialises in the
+                // system temp dir, and the result is copied here.
+                let scratch = tempfile::Builder::new()
+                    .prefix("pychat-initdb-")
+                    .tempdir()
+                    .expect("initdb dir");
                 run_ok(
-                    Command::new("chown").arg("postgres:postgres").arg(&root),
-                    "chown template",
+                    Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(scratch.path()),
+                    "chown the initdb dir",
                 );
                 run_ok(
                     Command::new("runuser")
@@ -274,8 +283,15 @@ fn template(backend: Backend) -> &'static Path {
                         .arg(format!("{PG_BIN}/initdb"))
                         .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
                         .arg("-D")
-                        .arg(root.join("data")),
+                        .arg(scratch.path().join("data")),
                     "initdb",
+                );
+                run_ok(
+                    Command::new("cp")
+                        .arg("-a")
+                        .arg(scratch.path().join("data"))
+                        .arg(root.join("data")),
+                    "copy the template",
                 );
             }
             _ => {
