@@ -206,6 +206,20 @@ pub fn settings_for(db: &TestDb) -> Settings {
     .expect("test settings are valid")
 }
 
+/// A stand-in for the built web app: `index.html` titled `title`, and one hashed asset,
+/// `assets/app-3f9a.js`.
+pub fn web_dist(title: &str) -> tempfile::TempDir {
+    let dist = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dist.path().join("assets")).expect("assets dir");
+    std::fs::write(
+        dist.path().join("index.html"),
+        format!("<!doctype html><title>{title}</title>"),
+    )
+    .expect("index");
+    std::fs::write(dist.path().join("assets/app-3f9a.js"), "console.log(1)").expect("asset");
+    dist
+}
+
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, |_| {}).await
 }

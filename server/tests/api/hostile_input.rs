@@ -258,7 +258,7 @@ async fn a_deleted_users_socket_gets_a_clear_error(app: TestApp) {
     // with a code a client understands; never an internal error.
     loop {
         match ws.next_message().await {
-            None => break,
+            None => panic!("the connection ended without a close frame or an answer"),
             Some(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
                 let code = frame.map(|f| u16::from(f.code));
                 assert_eq!(code, Some(4001));

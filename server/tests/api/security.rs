@@ -19,14 +19,7 @@ fn assert_hardened(headers: &HeaderMap, policy: &str, what: &str) {
 
 #[actix_web::test]
 async fn every_response_is_hardened_and_api_answers_are_not_stored() {
-    let dist = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(dist.path().join("assets")).expect("assets dir");
-    std::fs::write(
-        dist.path().join("index.html"),
-        "<!doctype html><title>x</title>",
-    )
-    .expect("index");
-    std::fs::write(dist.path().join("assets/app-3f9a.js"), "console.log(1)").expect("asset");
+    let dist = crate::helpers::web_dist("x");
     let dir = dist.path().to_path_buf();
     let app = spawn_app_with(Backend::Sqlite, move |s| s.web_dir = Some(dir))
         .await

@@ -6,14 +6,7 @@ use crate::helpers::{Backend, spawn_app_with};
 
 #[actix_web::test]
 async fn serves_the_app_with_fallback_and_cache_headers() {
-    let dist = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(dist.path().join("assets")).expect("assets dir");
-    std::fs::write(
-        dist.path().join("index.html"),
-        "<!doctype html><title>pychat</title>",
-    )
-    .expect("index");
-    std::fs::write(dist.path().join("assets/app-3f9a.js"), "console.log(1)").expect("asset");
+    let dist = crate::helpers::web_dist("pychat");
     let dir = dist.path().to_path_buf();
     let app = spawn_app_with(Backend::Sqlite, move |s| s.web_dir = Some(dir))
         .await
