@@ -24,7 +24,8 @@ use std::sync::atomic::AtomicU64;
 
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Msg, PushInfo, PushKind};
+use redis::io::tcp::TcpSettings;
+use redis::{IntoConnectionInfo, Msg, PushInfo, PushKind};
 use tokio::sync::mpsc;
 
 use super::delivery::LogInbox;
@@ -158,7 +159,13 @@ impl RedisBus {
         } else {
             format!("{url}?protocol=resp3")
         };
-        let client = redis::Client::open(resp3).map_err(start_error)?;
+        // redis-rs leaves Nagle's algorithm on: a command written while the previous one's
+        // reply is in flight would wait for a delayed ACK.
+        let info = resp3
+            .into_connection_info()
+            .map_err(start_error)?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(start_error)?;
         let healthy = Arc::new(AtomicBool::new(true));
         let manager_config = || {
             ConnectionManagerConfig::new()
