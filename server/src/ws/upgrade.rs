@@ -27,6 +27,9 @@ use super::MAX_FRAME_BYTES;
 use super::session::{self, SessionContext};
 use crate::limits::ConnectionPermit;
 
+/// Frames sent together are written to the socket once this many bytes are queued (and at the
+/// end of the batch).
+const WRITE_BUFFER_BYTES: usize = 4096;
 /// The socket's read buffer, allocated for the connection's life. Client frames are small JSON;
 /// a larger one is read in several steps (tungstenite grows the buffer to the frame's size).
 const READ_BUFFER_BYTES: usize = 1024;
@@ -53,8 +56,10 @@ pub fn accept(
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
-        // Every frame goes out when sent: nothing to batch on an idle connection.
-        .write_buffer_size(0)
+        // A frame sent alone goes out at once (`send` flushes); frames sent together
+        // (`Connection::send_ready`) are written in chunks of this size. The buffer keeps the
+        // capacity it reached, so it stays small.
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_frame_size(Some(MAX_FRAME_BYTES))
         .max_message_size(Some(MAX_FRAME_BYTES))
 }
