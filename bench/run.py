@@ -621,10 +621,13 @@ def render_docs(result, json_path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated: " + ",".join(SCENARIOS))
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: " + ",".join(TARGETS))
     parser.add_argument("--no-docs", action="store_true", help="write the JSON only")
     parser.add_argument("--merge", action="store_true",
                         help="keep today's other results and replace only the runs made now")
     args = parser.parse_args()
+    TARGETS[:] = [t for t in args.targets.split(",") if t in TARGETS]
+    PEERS[:] = [t for t in TARGETS if t != "pychat"]
     bench = Bench(args)
     started = time.time()
     try:
