@@ -18,6 +18,8 @@ import os
 import pathlib
 import platform
 import re
+import resource
+import statistics
 import shlex
 import socket
 import subprocess
@@ -26,12 +28,22 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import curves  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release"
 PEERS = ["limit", "node-ws", "node-socketio", "flask-socketio"]
 FRAMING = {"limit": "relay", "node-ws": "relay", "node-socketio": "socketio", "flask-socketio": "socketio"}
 TARGETS = ["pychat"] + PEERS
-SCENARIOS = ["idle", "dm", "fanout", "signal", "login", "cluster", "profile"]
+# The sweep's offered loads: shares of each server's own saturation (dm, fan-out), and signals per
+# second in all over SIGNAL_ROOMS call rooms of two (signaling has no saturation mode).
+SWEEP_SHARES = (1, 2, 4, 10, 25, 50, 70, 90)
+# The store-only ceiling is the best of these writer threads × rows per transaction.
+STORE_SHAPES = ((1, 256), (1, 1000), (2, 256), (4, 256), (8, 256))
+SIGNAL_ROOMS = 8
+SIGNAL_LOADS = (160, 640, 1600, 6400, 16000, 32000, 64000)
+SCENARIOS = ["idle", "dm", "fanout", "signal", "sweep", "login", "cluster", "profile"]
 BACKENDS = ["sqlite", "postgres", "mysql"]
 # A benchmark server does not rate-limit its own load generator; bcrypt at its minimum cost
 # except in the login storm, which is about bcrypt.
@@ -78,6 +90,87 @@ def established(port):
         capture_output=True, text=True, check=False,
     ).stdout
     return sum(1 for line in out.splitlines() if line.strip())
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+DATABASE_PROCESSES = {"postgres": ("postgres",), "mysql": ("mariadbd", "mysqld")}
+
+
+def processes():
+    """{pid: (command name, parent pid)} of every process."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                text = pathlib.Path(f"/proc/{entry}/stat").read_text()
+                found[int(entry)] = (text[text.index("(") + 1:text.rindex(")")], int(text.rsplit(")", 1)[1].split()[1]))
+    return found
+
+
+def cpu_secs(pid):
+    """User + system CPU seconds of one process (all its threads)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    return 0.0
+
+
+def machine_ticks():
+    """(busy, total) CPU ticks of the whole machine, from /proc/stat."""
+    values = [int(v) for v in pathlib.Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+class CpuMeter:
+    """CPU used during one generator run, in cores (CPU seconds / wall seconds): the servers and
+    their child processes, the database server's processes (none for SQLite: it runs inside
+    pychat), the generator (this script's children waited meanwhile), and the whole machine."""
+
+    def __init__(self, servers, backend):
+        self.roots = {s.pid for s in servers}
+        self.database = DATABASE_PROCESSES.get(backend, ())
+        self.started = time.time()
+        self.children = self.children_secs()
+        self.server0, self.database0 = self.sample()
+        self.machine0 = machine_ticks()
+
+    @staticmethod
+    def children_secs():
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def sample(self):
+        procs = processes()
+        tree, grew = set(self.roots), True
+        while grew:
+            more = {pid for pid, (_, parent) in procs.items() if parent in tree} - tree
+            tree |= more
+            grew = bool(more)
+        database = {pid for pid, (name, _) in procs.items() if name in self.database}
+        return {pid: cpu_secs(pid) for pid in tree}, {pid: cpu_secs(pid) for pid in database}
+
+    def stop(self):
+        wall = time.time() - self.started
+        server, database = self.sample()
+        busy, total = machine_ticks()
+        cores = os.cpu_count() or 1
+
+        def delta(now, before):
+            return sum(max(0.0, secs - before.get(pid, 0.0)) for pid, secs in now.items())
+
+        report = {
+            "wall_secs": round(wall, 2),
+            "server_cores": round(delta(server, self.server0) / wall, 2),
+            "database_cores": round(delta(database, self.database0) / wall, 2) if self.database else None,
+            "generator_cores": round((self.children_secs() - self.children) / wall, 2),
+            "machine_busy": round((busy - self.machine0[0]) / max(1, total - self.machine0[1]), 2),
+            "cores": cores,
+        }
+        serving = report["server_cores"] + (report["database_cores"] or 0)
+        # The generator limits when the machine is full and the generator is the bigger user of it.
+        report["generator_bound"] = report["machine_busy"] >= 0.9 and report["generator_cores"] >= serving
+        return report
 
 
 class Server:
@@ -128,6 +221,7 @@ class Bench:
         self.args = args
         self.work = tempfile.mkdtemp(prefix="pychat-bench-")
         self.runs = []
+        self.backend = None
 
     # ---- servers -------------------------------------------------------------------------
 
@@ -153,6 +247,7 @@ class Bench:
     @contextlib.contextmanager
     def database(self, backend):
         name = f"bench_{os.getpid()}_{int(time.time() * 1000)}"
+        self.backend = backend
         if backend == "sqlite":
             yield None
             return
@@ -197,6 +292,7 @@ class Bench:
 
     @contextlib.contextmanager
     def peer(self, name, instances=1):
+        self.backend = None
         servers = []
         with contextlib.ExitStack() as stack:
             env = {}
@@ -234,14 +330,16 @@ class Bench:
     def run(self, label, target, servers, scenario, *args, setup="", record=True, timeout=300):
         cmd = self.generator(target, servers, scenario, *args)
         log(f"{label}: {target} {scenario} {' '.join(map(str, args))}")
+        meter = CpuMeter(servers, self.backend)
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        cpu = meter.stop()
         if out.returncode != 0:
             report = {"failed": out.stderr.strip()[-500:]}
             log(f"  FAILED: {report['failed']}")
         else:
             report = json.loads(out.stdout.strip().splitlines()[-1])
         entry = {"label": label, "target": target, "scenario": scenario, "setup": setup,
-                 "command": " ".join(shlex.quote(c) for c in cmd), "report": report}
+                 "command": " ".join(shlex.quote(c) for c in cmd), "report": report, "cpu": cpu}
         if record:
             self.runs.append(entry)
         return entry
@@ -311,24 +409,19 @@ class Bench:
     def dm(self):
         for backend in BACKENDS:
             self.store_ceiling(backend)
-            with self.pychat(backend) as servers:
-                sat = self.run(f"dm saturation {backend}", "pychat", servers, "dm", "--pairs", 10, "--rate", 0,
-                               "--duration", 10, setup=backend)["report"]
-            rate = sat.get("acked_per_sec") or 0
-            for share in (25, 50, 90):
-                if not rate:
-                    break
+            for _ in range(self.args.repeats):
                 with self.pychat(backend) as servers:
-                    self.run(f"dm {share}% {backend}", "pychat", servers, "dm", "--pairs", 10, "--rate",
-                             round(rate * share / 100), "--duration", 8, setup=backend)
+                    self.run(f"dm saturation {backend}", "pychat", servers, "dm", "--pairs", 10, "--rate", 0,
+                             "--duration", 8, setup=backend)
         for target in PEERS:
-            with self.target(target) as servers:
-                self.run("dm saturation relay", target, servers, "dm", "--pairs", 10, "--rate", 0, "--duration", 10)
+            for _ in range(self.args.repeats):
+                with self.target(target) as servers:
+                    self.run("dm saturation relay", target, servers, "dm", "--pairs", 10, "--rate", 0, "--duration", 8)
 
     def store_ceiling(self, backend):
         if subprocess.run([str(BIN / "pychat-bench"), "store", "--help"], capture_output=True).returncode != 0:
             return
-        for writers, batch in ((1, 100), (1, 1000), (8, 100), (8, 256)):
+        for writers, batch in STORE_SHAPES:
             with self.database(backend) as url:
                 url = url or f"sqlite://{tempfile.mkdtemp(dir=self.work)}/store.db"
                 cmd = [str(BIN / "pychat-bench"), "store", "--database-url", url, "--writers", str(writers),
@@ -351,15 +444,66 @@ class Bench:
         for target in TARGETS:
             with self.target(target) as servers:
                 self.run("signal calm", target, servers, "signal", "--rooms", 1, "--rate", 200, "--duration", 5)
+            for _ in range(self.args.repeats):
+                with self.target(target) as servers:
+                    cmd, background = self.spawn(target, servers, "dm", "--pairs", 10, "--rate", 0, "--duration", 10)
+                    time.sleep(1.5)
+                    entry = self.run("signal under dm load", target, servers, "signal", "--rooms", 1, "--rate", 200,
+                                     "--duration", 8)
+                    before = CpuMeter.children_secs()
+                    out, _ = background.communicate(timeout=120)
+                    entry["cpu"]["background_generator_cpu_secs"] = round(CpuMeter.children_secs() - before, 2)
+                    with contextlib.suppress(ValueError, IndexError):
+                        entry["report"]["background"] = json.loads(out.strip().splitlines()[-1])
+                    entry["setup"] = "background: " + " ".join(shlex.quote(c) for c in cmd)
+
+    # ---- latency against load ------------------------------------------------------------
+
+    def sweep(self):
+        """Latency against offered load, ~1 % of saturation to saturation, for dm (each backend,
+        beside each peer's relay), call signaling and fan-out: the curves of docs/benchmarks.md."""
+        secs = self.args.point_secs
+        for backend in BACKENDS:
+            with self.pychat(backend) as servers:
+                self.sweep_shares(f"sweep dm {backend}", "pychat", servers, "dm", ["--pairs", 20, "--window", 16],
+                                  lambda r: r.get("acked_per_sec"), secs)
+        for target in PEERS:
             with self.target(target) as servers:
-                cmd, background = self.spawn(target, servers, "dm", "--pairs", 10, "--rate", 0, "--duration", 12)
-                time.sleep(1.5)
-                entry = self.run("signal under dm load", target, servers, "signal", "--rooms", 1, "--rate", 200,
-                                 "--duration", 10)
-                out, _ = background.communicate(timeout=120)
-                with contextlib.suppress(ValueError, IndexError):
-                    entry["report"]["background"] = json.loads(out.strip().splitlines()[-1])
-                entry["setup"] = "background: " + " ".join(shlex.quote(c) for c in cmd)
+                self.sweep_shares("sweep dm relay", target, servers, "dm", ["--pairs", 20, "--window", 16],
+                                  lambda r: r.get("delivered_per_sec"), secs)
+        for target in TARGETS:
+            with self.target(target) as servers:
+                # Offered load = fan-out deliveries per second (sends/s × k).
+                self.sweep_shares("sweep fanout k=100", target, servers, "fanout",
+                                  ["--listeners", 100, "--window", 16, "--sources", "127.0.0.2,127.0.0.3"],
+                                  lambda r: (r.get("delivered_per_sec") or 0) / 100, secs, scale=100)
+        for target in TARGETS:
+            with self.target(target) as servers:
+                peers = 2 * SIGNAL_ROOMS
+                for repeat in range(self.args.repeats):
+                    for total in (SIGNAL_LOADS if repeat % 2 == 0 else SIGNAL_LOADS[::-1]):
+                        entry = self.run("sweep signal", target, servers, "signal", "--rooms", SIGNAL_ROOMS,
+                                         "--rate", total / peers, "--duration", secs)
+                        achieved = curves.achieved_of(entry["report"]) or 0
+                        entry.update(load=total, share=None, below_saturation=achieved >= 0.95 * total)
+
+    def sweep_shares(self, label, target, servers, scenario, args, rate_of, secs, scale=1):
+        """Saturation first (rate 0), then fixed rates at SWEEP_SHARES of it, each `--repeats`
+        times (every other pass from the top, so drift shows as spread)."""
+        saturation = []
+        for _ in range(self.args.repeats):
+            entry = self.run(label, target, servers, scenario, *args, "--rate", 0, "--duration", secs)
+            rate = rate_of(entry["report"]) or 0
+            entry.update(load=round(rate * scale), share=100, below_saturation=False)
+            saturation.append(rate)
+        rate = statistics.median(saturation)
+        if not rate:
+            return
+        for repeat in range(self.args.repeats):
+            for share in (SWEEP_SHARES if repeat % 2 == 0 else SWEEP_SHARES[::-1]):
+                offered = max(1, round(rate * share / 100))
+                entry = self.run(label, target, servers, scenario, *args, "--rate", offered, "--duration", secs)
+                entry.update(load=offered * scale, share=share, below_saturation=share <= 70)
 
     def login(self):
         # The server's real bcrypt cost (12), not the benchmark's 4: the storm is about bcrypt.
@@ -454,7 +598,8 @@ class Bench:
     def write(self, started):
         result = {
             "date": self.date(), "duration_secs": round(time.time() - started),
-            "command": "make bench", "machine": self.machine(), "runs": self.runs,
+            "command": "make bench", "machine": self.machine(), "repeats": self.args.repeats,
+            "point_secs": self.args.point_secs, "runs": self.runs,
         }
         path = self.results_dir() / f"{self.date()}.json"
         if self.args.merge and path.exists():
@@ -471,6 +616,7 @@ class Bench:
         log(f"wrote {path.relative_to(ROOT)}")
         if not self.args.no_docs:
             render_docs(result, path.relative_to(ROOT))
+        return result
 
 
 def strip_comments(text):
@@ -490,6 +636,86 @@ def fmt(value, digits=0):
     return str(value)
 
 
+def sweep_curves(runs):
+    """{scenario: [(curve name, points)]} from the sweep runs."""
+    found = {}
+    for label, scenario in (("sweep dm", "dm"), ("sweep fanout k=100", "fanout"), ("sweep signal", "signal")):
+        for backend in (BACKENDS if scenario == "dm" else [None]):
+            for target in TARGETS:
+                if scenario == "dm":
+                    want = f"{label} {backend}" if target == "pychat" else f"{label} relay"
+                    if target != "pychat" and backend != BACKENDS[0]:
+                        continue
+                    name = f"pychat {backend}" if target == "pychat" else target
+                else:
+                    want, name = label, target
+                entries = [r for r in runs if r["label"] == want and r["target"] == target and "load" in r]
+                if entries:
+                    found.setdefault(scenario, []).append((name, curves.points(entries)))
+    return found
+
+
+SWEEP_TITLES = {
+    "dm": ("Direct messages: 20 pairs, at most 16 unacked per connection (pychat: stored, acked after the commit)",
+           "offered msgs/s"),
+    "fanout": ("Fan-out: one sender, k = 100 listeners, nothing stored", "offered deliveries/s"),
+    "signal": ("Call signaling: 8 rooms of two peers relaying ICE candidates", "offered signals/s"),
+}
+
+
+def sweep_regressions(result):
+    return [(scenario, name, low, high) for scenario, named in sweep_curves(result["runs"]).items()
+            for name, pts in named for low, high in curves.regressions(pts)]
+
+
+def sweep_section(result, find, json_path):
+    named_curves = sweep_curves(result["runs"])
+    if not named_curves:
+        return []
+    lines = ["### Latency against load", "",
+             f"Each point: {result.get('point_secs', 3):g} s of sending at a fixed offered rate, {result.get('repeats', 1)} "
+             "times (every other pass from the top); the line is the median, the band the spread. dm and fan-out "
+             "go from 1 % of each server's own saturation (measured first, rate 0) to 90 %, and the saturation "
+             "itself (×); signaling has no saturation mode, so its loads are the same for every server and a "
+             "point that relayed less than 95 % of what was offered is marked ×.", ""]
+    docs = ROOT / "docs" / "bench"
+    try:
+        import plot
+    except ImportError:
+        plot = None
+        lines += ["(No plots: matplotlib is missing; `scripts/setup.sh bench` installs it in target/bench-venv.)", ""]
+    for scenario, named in named_curves.items():
+        title, x_label = SWEEP_TITLES[scenario]
+        if plot:
+            docs.mkdir(parents=True, exist_ok=True)
+            plot.plot(docs / f"sweep-{scenario}.svg", title, x_label, named)
+            lines += [f"![{title}](bench/sweep-{scenario}.svg)", ""]
+        lines += [f"{title}: p50 / p99 / p99.9 ms at each offered load ({x_label}).", "",
+                  "| server | " + " | ".join(f"{p['share']} %" if p.get("share") else fmt(p["load"]) for p in named[0][1]) + " |",
+                  "| --- | " + " | ".join("---" for _ in named[0][1]) + " |"]
+        for name, pts in named:
+            cells = []
+            for point in pts:
+                got = [fmt(point[k]["median"], 1) if k in point else "–" for k, _ in curves.PERCENTILES]
+                where = "" if scenario == "signal" else f"{fmt(point['load'])}: "
+                cells.append(where + " / ".join(got) + ("" if point["below_saturation"] else " ×"))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    found = sweep_regressions(result)
+    if found:
+        lines += ["**Regressions: latency lower at a higher load** (p50 at the lower load worse than every repeat at "
+                  f"the higher one by × {curves.NOISE_FACTOR} and {curves.NOISE_FLOOR_MS} ms):", ""]
+        for scenario, name, low, high in found:
+            lines.append(f"- {scenario}, {name}: {fmt(low['load'])}/s p50 {low['p50_ms']['min']:.1f} ms (best repeat) "
+                         f"against {fmt(high['load'])}/s p50 {high['p50_ms']['max']:.1f} ms (worst repeat)")
+        lines.append("")
+    else:
+        lines += ["No curve is non-monotonic: at no point below saturation is p50 at a lower load worse than at a "
+                  f"higher one beyond the repeats' spread (× {curves.NOISE_FACTOR} and {curves.NOISE_FLOOR_MS} ms; "
+                  "`bench/curves.py`).", ""]
+    return lines
+
+
 def render_docs(result, json_path):
     runs = result["runs"]
 
@@ -502,6 +728,40 @@ def render_docs(result, json_path):
 
     def ratio(a, b):
         return f"{a / b:.2f}×" if a and b else "–"
+
+    def spread(entries, value):
+        """'median (min–max)' of value(report) over the repeats."""
+        values = [v for v in (value(e["report"]) for e in entries) if v is not None]
+        if not values:
+            return "–", None
+        med = statistics.median(values)
+        text = fmt(med)
+        if len(values) > 1:
+            text += f" ({fmt(min(values))}–{fmt(max(values))})"
+        return text, med
+
+    def lat_cell(entries, key, digits=1):
+        values = [latency(e["report"]) for e in entries]
+        out = []
+        for pct in ("p50_ms", "p99_ms", "p999_ms"):
+            got = [v.get(pct) for v in values if v.get(pct) is not None]
+            out.append(fmt(statistics.median(got), digits) if got else "–")
+        return " / ".join(out)
+
+    def latency(report):
+        return report.get("delivery_latency") or report.get("latency") or {}
+
+    def cpu_cell(entries):
+        """Generator / server / database cores (medians over the repeats), machine busy, and a
+        flag when the generator was the limit."""
+        cpus = [e.get("cpu") for e in entries if e.get("cpu")]
+        if not cpus:
+            return "– | –"
+        def med(key):
+            got = [c[key] for c in cpus if c.get(key) is not None]
+            return fmt(statistics.median(got), 2) if got else "–"
+        flag = " ⚑ generator-bound" if any(c.get("generator_bound") for c in cpus) else ""
+        return f"{med('generator_cores')} / {med('server_cores')} / {med('database_cores')} | {fmt(100 * statistics.median(c['machine_busy'] for c in cpus))} %{flag}"
 
     lines = [BEGIN, "", f"Generated by `make bench` on {result['date']} in {result['duration_secs'] // 60} min "
              f"(raw numbers, every command: [`{json_path}`](../{json_path})).", ""]
@@ -521,61 +781,69 @@ def render_docs(result, json_path):
                      f"{rep.get('instances')} | {fmt(rep.get('server_kib_per_connection'), 1)} | {target} |")
     lines.append("")
 
+    cpu_head = "CPU cores: generator / server / database | machine busy"
     lines += ["### Direct messages: stored and acked (pychat) vs. relayed (peers)", "",
-              "| server | backend | acked (or relayed) msgs/s | store-only ceiling | ratio | delivery p50 / p99 / p99.9 ms |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              f"Median of {result.get('repeats', 1)} runs (min–max). {cpu_head}: CPU seconds per second of the "
+              "generator run, read from /proc (SQLite runs inside pychat; ⚑ = the machine was full and the "
+              "generator used more of it than the server and database together).", "",
+              f"| server | backend | acked (or relayed) msgs/s | store-only ceiling | ratio | delivery p50 / p99 / p99.9 ms | {cpu_head} |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for backend in BACKENDS:
-        rep = one(f"dm saturation {backend}", "pychat")
+        entries = find(f"dm saturation {backend}", "pychat")
+        text, acked = spread(entries, lambda r: r.get("acked_per_sec"))
         stores = [s["report"].get("rows_per_sec") for s in find(f"store {backend}") if "rows_per_sec" in s["report"]]
         ceiling = max(stores) if stores else None
-        lat = rep.get("delivery_latency", {})
-        lines.append(f"| pychat | {backend} | {fmt(rep.get('acked_per_sec'))} | {fmt(ceiling)} | "
-                     f"{ratio(rep.get('acked_per_sec'), ceiling)} (target ≥ 0.70) | "
-                     f"{fmt(lat.get('p50_ms'), 1)} / {fmt(lat.get('p99_ms'), 1)} / {fmt(lat.get('p999_ms'), 1)} |")
+        lines.append(f"| pychat | {backend} | {text} | {fmt(ceiling)} | {ratio(acked, ceiling)} (target ≥ 0.70) | "
+                     f"{lat_cell(entries, 'delivery_latency')} | {cpu_cell(entries)} |")
     for target in PEERS:
-        rep = one("dm saturation relay", target)
-        lat = rep.get("latency", {})
-        lines.append(f"| {target} | none (relay) | {fmt(rep.get('delivered_per_sec'))} | | | "
-                     f"{fmt(lat.get('p50_ms'), 1)} / {fmt(lat.get('p99_ms'), 1)} / {fmt(lat.get('p999_ms'), 1)} |")
-    lines += ["", "pychat at fixed offered loads (share of its own saturation rate above; target p99 < 25 ms at 50%):", "",
-              "| backend | offered msgs/s | acked msgs/s | delivery p50 / p99 / p99.9 ms |", "| --- | --- | --- | --- |"]
+        entries = find("dm saturation relay", target)
+        text, _ = spread(entries, lambda r: r.get("delivered_per_sec"))
+        lines.append(f"| {target} | none (relay) | {text} | | | {lat_cell(entries, 'latency')} | {cpu_cell(entries)} |")
+    lines += ["", "Store-only ceilings (`pychat-bench store`, no server, both cores for the database), rows/s:", "",
+              "| backend | " + " | ".join(f"{w} × {b}" for w, b in STORE_SHAPES) + " |",
+              "| --- | " + " | ".join("---" for _ in STORE_SHAPES) + " |"]
     for backend in BACKENDS:
-        for share in (25, 50, 90):
-            for r in find(f"dm {share}% {backend}", "pychat"):
-                rep = r["report"]
-                lat = rep.get("delivery_latency", {})
-                lines.append(f"| {backend} ({share}%) | {fmt(rep.get('offered_rate'))} | {fmt(rep.get('acked_per_sec'))} | "
-                             f"{fmt(lat.get('p50_ms'), 1)} / {fmt(lat.get('p99_ms'), 1)} / {fmt(lat.get('p999_ms'), 1)} |")
+        cells = []
+        for writers, batch in STORE_SHAPES:
+            got = [s["report"].get("rows_per_sec") for s in find(f"store {backend}")
+                   if s["report"].get("writers") == writers and s["report"].get("batch") == batch]
+            cells.append(fmt(got[0]) if got else "–")
+        lines.append(f"| {backend} | " + " | ".join(cells) + " |")
     lines.append("")
 
     lines += ["### Fan-out: one sender, k listeners, nothing stored (at saturation)", "",
-              "| k | server | deliveries/s | ratio pychat / server | p50 / p99 ms | delivered / expected |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              f"| k | server | deliveries/s | ratio pychat / server | p50 / p99 ms | delivered / expected | {cpu_head} |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for k in (10, 100, 1000):
         base = one(f"fanout k={k}", "pychat").get("delivered_per_sec")
         for target in TARGETS:
-            rep = one(f"fanout k={k}", target)
-            if not rep:
+            entries = find(f"fanout k={k}", target)
+            if not entries:
                 continue
+            rep = entries[0]["report"]
             lat = rep.get("latency", {})
             lines.append(f"| {k} | {target} | {fmt(rep.get('delivered_per_sec'))} | "
                          f"{'' if target == 'pychat' else ratio(base, rep.get('delivered_per_sec'))} | "
                          f"{fmt(lat.get('p50_ms'), 2)} / {fmt(lat.get('p99_ms'), 2)} | "
-                         f"{fmt(rep.get('delivered'))} / {fmt(rep.get('expected_deliveries'))} |")
+                         f"{fmt(rep.get('delivered'))} / {fmt(rep.get('expected_deliveries'))} | {cpu_cell(entries)} |")
     lines += ["", "Targets: pychat ≥ 0.70 × limit, ≥ 5 × node-socketio, ≥ 20 × flask-socketio.", ""]
 
     lines += ["### Signal relay latency (2 peers × 200/s)", "",
-              "| server | calm p50 / p99 ms | under dm load p50 / p99 / p99.9 ms | background delivered/s |",
-              "| --- | --- | --- | --- |"]
+              f"Under load: median of {result.get('repeats', 1)} runs (p99 min–max), each beside a dm saturation run "
+              "(its generator's CPU is counted in the machine's, not in the generator column).", "",
+              f"| server | calm p50 / p99 ms | under dm load p50 / p99 / p99.9 ms | p99 spread | background delivered/s | {cpu_head} |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for target in TARGETS:
         calm = one("signal calm", target).get("latency", {})
-        loaded = one("signal under dm load", target)
-        lat = loaded.get("latency", {})
-        bg = loaded.get("background", {})
+        entries = find("signal under dm load", target)
+        p99 = [e["report"].get("latency", {}).get("p99_ms") for e in entries if e["report"].get("latency")]
+        bg, _ = spread(entries, lambda r: r.get("background", {}).get("delivered_per_sec"))
         lines.append(f"| {target} | {fmt(calm.get('p50_ms'), 2)} / {fmt(calm.get('p99_ms'), 2)} | "
-                     f"{fmt(lat.get('p50_ms'), 2)} / {fmt(lat.get('p99_ms'), 2)} / {fmt(lat.get('p999_ms'), 2)} | "
-                     f"{fmt(bg.get('delivered_per_sec'))} |")
+                     f"{lat_cell(entries, 'latency', 2)} | {fmt(min(p99), 2) if p99 else '–'}–{fmt(max(p99), 2) if p99 else '–'} | "
+                     f"{bg} | {cpu_cell(entries)} |")
     lines += ["", "Target: pychat p99 < 5 ms under background load.", ""]
+
+    lines += sweep_section(result, find, json_path)
 
     rep = one("login storm", "pychat")
     if rep:
@@ -588,8 +856,8 @@ def render_docs(result, json_path):
                   f"{fmt(rep.get('storm_p99_over_calm'), 2)}× | < 2× |", ""]
 
     lines += ["### Cluster: two instances through Redis", "",
-              "| server | scenario | delivered/s | delivered / sent × receivers | p50 / p99 ms | target |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              f"| server | scenario | delivered/s | delivered / sent × receivers | p50 / p99 ms | target | {cpu_head} |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in [r for r in runs if r["label"].startswith("cluster")]:
         rep = r["report"]
         lat = rep.get("delivery_latency") or rep.get("latency") or {}
@@ -597,7 +865,7 @@ def render_docs(result, json_path):
         lines.append(f"| {r['target']} | {r['label'][8:]} | {fmt(rep.get('delivered_per_sec'))} | "
                      f"{fmt(rep.get('delivered'))} / {fmt(expected)} | "
                      f"{fmt(lat.get('p50_ms'), 1)} / {fmt(lat.get('p99_ms'), 1)} | "
-                     f"{'≥ 100k deliveries/s' if r['target'] == 'pychat' else ''} |")
+                     f"{'≥ 100k deliveries/s' if r['target'] == 'pychat' else ''} | {cpu_cell([r])} |")
     lines.append("")
     profiles = [r["report"]["file"] for r in runs if r["scenario"] == "profile"]
     if profiles:
@@ -622,6 +890,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated: " + ",".join(SCENARIOS))
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: " + ",".join(TARGETS))
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="runs of each saturation and sweep point (the tables give the median and the spread)")
+    parser.add_argument("--point-secs", type=float, default=3, help="seconds of sending per sweep point")
     parser.add_argument("--no-docs", action="store_true", help="write the JSON only")
     parser.add_argument("--merge", action="store_true",
                         help="keep today's other results and replace only the runs made now")
@@ -634,7 +905,13 @@ def main():
         for scenario in args.only.split(","):
             getattr(bench, scenario.strip())()
     finally:
-        bench.write(started)
+        result = bench.write(started)
+    found = sweep_regressions(result)
+    for scenario, name, low, high in found:
+        log(f"REGRESSION: {scenario} {name}: p50 {low['p50_ms']['min']:.1f} ms at {low['load']:,.0f}/s, "
+            f"worse than {high['p50_ms']['max']:.1f} ms at {high['load']:,.0f}/s")
+    if found:
+        sys.exit(3)
 
 
 if __name__ == "__main__":

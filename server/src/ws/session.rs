@@ -488,8 +488,8 @@ impl Connection {
             // A busy connection (a stream of sends, a burst of deliveries) could otherwise run
             // step after step in one poll while others wait, and its worker would look for
             // newly readable sockets only every 61 polls: a call's signal would queue behind it.
-            steps += 1;
-            if steps % STEPS_PER_TURN == 0 {
+            steps = (steps + 1) % STEPS_PER_TURN;
+            if steps == 0 {
                 tokio::task::yield_now().await;
             }
         }
