@@ -11,13 +11,14 @@ run:
 test:
 	scripts/test.sh
 
-## The benchmark comparison (pychat and the peers of bench/peers, every scenario, ~12 min):
-## writes bench/results/<date>.json and the tables of docs/benchmarks.md
+## The benchmark comparison (pychat and the peers of bench/peers, every scenario and the latency-
+## against-load sweeps, ~35 min; exits 3 when a sweep curve is non-monotonic):
+## writes bench/results/<date>.json, the plots in docs/bench/ and the tables of docs/benchmarks.md
 bench:
 	scripts/setup.sh bench
 	bench/peers/install.sh
 	cargo build --release --locked -q -p pychat -p pychat-bench
-	python3 bench/run.py
+	target/bench-venv/bin/python bench/run.py
 
 ## The generated fault sequence for 5 minutes per database (PYCHAT_FAULT_SEED=<n> replays one):
 ## instances killed and SIGTERMed, Redis killed and stalled, the database crashed, under traffic

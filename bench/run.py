@@ -640,18 +640,15 @@ def sweep_curves(runs):
     """{scenario: [(curve name, points)]} from the sweep runs."""
     found = {}
     for label, scenario in (("sweep dm", "dm"), ("sweep fanout k=100", "fanout"), ("sweep signal", "signal")):
-        for backend in (BACKENDS if scenario == "dm" else [None]):
-            for target in TARGETS:
-                if scenario == "dm":
-                    want = f"{label} {backend}" if target == "pychat" else f"{label} relay"
-                    if target != "pychat" and backend != BACKENDS[0]:
-                        continue
-                    name = f"pychat {backend}" if target == "pychat" else target
-                else:
-                    want, name = label, target
-                entries = [r for r in runs if r["label"] == want and r["target"] == target and "load" in r]
-                if entries:
-                    found.setdefault(scenario, []).append((name, curves.points(entries)))
+        if scenario == "dm":
+            wanted = [(f"{label} {b}", "pychat", f"pychat {b}") for b in BACKENDS]
+            wanted += [(f"{label} relay", t, t) for t in PEERS]
+        else:
+            wanted = [(label, t, t) for t in TARGETS]
+        for want, target, name in wanted:
+            entries = [r for r in runs if r["label"] == want and r["target"] == target and "load" in r]
+            if entries:
+                found.setdefault(scenario, []).append((name, curves.points(entries)))
     return found
 
 
@@ -701,6 +698,10 @@ def sweep_section(result, find, json_path):
                 cells.append(where + " / ".join(got) + ("" if point["below_saturation"] else " ×"))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+        if scenario == "dm":
+            half = [f"{name} {point['p99_ms']['median']:.1f} ms" for name, pts in named if name.startswith("pychat")
+                    for point in pts if point.get("share") == 50 and "p99_ms" in point]
+            lines += [f"At 50 % of saturation, p99 (target < 25 ms): {', '.join(half)}.", ""]
     found = sweep_regressions(result)
     if found:
         lines += ["**Regressions: latency lower at a higher load** (p50 at the lower load worse than every repeat at "

@@ -21,6 +21,9 @@ BIN="target/$PROFILE"
 
 PYCHAT_PEERS_PROFILE="$PROFILE" bench/peers/install.sh
 
+# The sweep's curve arithmetic (median and spread, the non-monotonic check) of bench/run.py.
+python3 -m unittest -q bench/test_curves.py
+
 DATA="$(mktemp -d)"
 OUT="$(mktemp -d)"
 PIDS=()

@@ -33,3 +33,13 @@ fi
 if [ "$mode" = test ]; then
   "$(dirname "$0")/schemathesis/run.sh" install
 fi
+
+# The benchmark's plots: matplotlib, pinned, in a virtualenv of its own beside the build.
+if [ "$mode" = bench ]; then
+  venv="$(dirname "$0")/../target/bench-venv"
+  if ! "$venv/bin/python" -c 'import matplotlib' >/dev/null 2>&1; then
+    echo "setup: installing matplotlib into target/bench-venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check matplotlib==3.11.2
+  fi
+fi
