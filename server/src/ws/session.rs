@@ -43,9 +43,6 @@ pub type Socket = WebSocketStream<TcpStream>;
 const MAX_IN_FLIGHT: usize = 256;
 /// Most frames written with one flush (see `Connection::send_ready`).
 const WRITE_BATCH: usize = 64;
-/// Steps (a frame read and handled, a batch written) a connection takes before it lets the
-/// other tasks of its worker run.
-const STEPS_PER_TURN: u32 = 8;
 /// Rejected frames in a row before a connection is closed for abuse.
 const MAX_STRIKES: u32 = 50;
 /// One "typing" per target per this interval is relayed.
@@ -418,7 +415,6 @@ impl Connection {
         let every = self.realtime().limits.heartbeat_interval;
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut last_heard = Instant::now();
-        let mut steps = 0u32;
         loop {
             let step = tokio::select! {
                 biased;
@@ -484,13 +480,6 @@ impl Connection {
             };
             if step.is_err() {
                 return None;
-            }
-            // A busy connection (a stream of sends, a burst of deliveries) could otherwise run
-            // step after step in one poll while others wait, and its worker would look for
-            // newly readable sockets only every 61 polls: a call's signal would queue behind it.
-            steps = (steps + 1) % STEPS_PER_TURN;
-            if steps == 0 {
-                tokio::task::yield_now().await;
             }
         }
     }
