@@ -12,7 +12,7 @@ test:
 	scripts/test.sh
 
 ## The benchmark comparison (pychat and the peers of bench/peers, every scenario and the latency-
-## against-load sweeps, ~35 min; exits 3 when a sweep curve is non-monotonic):
+## against-load sweeps, ~35 min; exits 3 when a pychat curve is non-monotonic):
 ## writes bench/results/<date>.json, the plots in docs/bench/ and the tables of docs/benchmarks.md
 bench:
 	scripts/setup.sh bench

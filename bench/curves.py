@@ -33,10 +33,14 @@ def points(entries):
     median, min and max of each percentile over the repeats, the achieved rate, and whether the
     point was below saturation (`entry["below_saturation"]`, set by the sweep)."""
     by_load = {}
-    for entry in entries:
-        if isinstance(entry["report"].get("failed"), str):
-            continue
-        by_load.setdefault(entry["load"], []).append(entry)
+    ok = [e for e in entries if not isinstance(e["report"].get("failed"), str)]
+    # The saturation repeats (share 100) are one point, at the median of the rates they reached.
+    saturation = [e for e in ok if e.get("share") == 100]
+    if saturation:
+        by_load[statistics.median(e["load"] for e in saturation)] = saturation
+    for entry in ok:
+        if entry.get("share") != 100:
+            by_load.setdefault(entry["load"], []).append(entry)
     result = []
     for load in sorted(by_load):
         runs = by_load[load]

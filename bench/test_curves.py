@@ -22,6 +22,12 @@ class Points(unittest.TestCase):
         self.assertEqual(pts[0]["p50_ms"], {"median": 4.0, "min": 3.0, "max": 5.0})
         self.assertEqual(pts[0]["repeats"], 3)
 
+    def test_saturation_repeats_are_one_point(self):
+        sat = [dict(run(900, 9.0), share=100, below_saturation=False), dict(run(1000, 8.0), share=100, below_saturation=False)]
+        pts = curves.points([run(100, 3.0)] + sat)
+        self.assertEqual([p["load"] for p in pts], [100, 950])
+        self.assertEqual(pts[1]["repeats"], 2)
+
     def test_failed_runs_are_left_out(self):
         pts = curves.points([run(100, 3.0), run(100, 0, failed=True)])
         self.assertEqual(pts[0]["repeats"], 1)
