@@ -665,7 +665,7 @@ def sweep_regressions(result):
             for name, pts in named for low, high in curves.regressions(pts)]
 
 
-def sweep_section(result, find, json_path):
+def sweep_section(result):
     named_curves = sweep_curves(result["runs"])
     if not named_curves:
         return []
@@ -753,16 +753,14 @@ def render_docs(result, json_path):
             text += f" ({fmt(min(values))}–{fmt(max(values))})"
         return text, med
 
-    def lat_cell(entries, key, digits=1):
-        values = [latency(e["report"]) for e in entries]
+    def lat_cell(entries, digits=1):
+        """p50 / p99 / p99.9 ms, each the median over the repeats."""
+        values = [curves.latency_of(e["report"]) for e in entries]
         out = []
         for pct in ("p50_ms", "p99_ms", "p999_ms"):
             got = [v.get(pct) for v in values if v.get(pct) is not None]
             out.append(fmt(statistics.median(got), digits) if got else "–")
         return " / ".join(out)
-
-    def latency(report):
-        return report.get("delivery_latency") or report.get("latency") or {}
 
     def cpu_cell(entries):
         """Generator / server / database cores (medians over the repeats), machine busy, and a
@@ -807,11 +805,11 @@ def render_docs(result, json_path):
         stores = [s["report"].get("rows_per_sec") for s in find(f"store {backend}") if "rows_per_sec" in s["report"]]
         ceiling = max(stores) if stores else None
         lines.append(f"| pychat | {backend} | {text} | {fmt(ceiling)} | {ratio(acked, ceiling)} (target ≥ 0.70) | "
-                     f"{lat_cell(entries, 'delivery_latency')} | {cpu_cell(entries)} |")
+                     f"{lat_cell(entries)} | {cpu_cell(entries)} |")
     for target in PEERS:
         entries = find("dm saturation relay", target)
         text, _ = spread(entries, lambda r: r.get("delivered_per_sec"))
-        lines.append(f"| {target} | none (relay) | {text} | | | {lat_cell(entries, 'latency')} | {cpu_cell(entries)} |")
+        lines.append(f"| {target} | none (relay) | {text} | | | {lat_cell(entries)} | {cpu_cell(entries)} |")
     lines += ["", "Store-only ceilings (`pychat-bench store`, no server, both cores for the database), rows/s:", "",
               "| backend | " + " | ".join(f"{w} × {b}" for w, b in STORE_SHAPES) + " |",
               "| --- | " + " | ".join("---" for _ in STORE_SHAPES) + " |"]
@@ -852,11 +850,11 @@ def render_docs(result, json_path):
         p99 = [e["report"].get("latency", {}).get("p99_ms") for e in entries if e["report"].get("latency")]
         bg, _ = spread(entries, lambda r: r.get("background", {}).get("delivered_per_sec"))
         lines.append(f"| {target} | {fmt(calm.get('p50_ms'), 2)} / {fmt(calm.get('p99_ms'), 2)} | "
-                     f"{lat_cell(entries, 'latency', 2)} | {fmt(min(p99), 2) if p99 else '–'}–{fmt(max(p99), 2) if p99 else '–'} | "
+                     f"{lat_cell(entries, 2)} | {fmt(min(p99), 2) if p99 else '–'}–{fmt(max(p99), 2) if p99 else '–'} | "
                      f"{bg} | {cpu_cell(entries)} |")
     lines += ["", "Target: pychat p99 < 5 ms under background load.", ""]
 
-    lines += sweep_section(result, find, json_path)
+    lines += sweep_section(result)
 
     rep = one("login storm", "pychat")
     if rep:

@@ -296,8 +296,8 @@ impl Application {
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(addr)
                 // Nagle's algorithm would hold a small write (an ack, a delivery) while an
-                // earlier one waits for the peer's delayed ACK: ~25 ms at moderate load. Every
-                // frame is written whole and flushed on purpose, so no coalescing is lost.
+                // earlier one waits for the peer's delayed ACK: ~25 ms at moderate load. The
+                // session loop coalesces what is ready itself (`Connection::send_ready`).
                 // Upgraded WebSockets keep the option with the socket.
                 .tcp_nodelay(true)
                 .upgrade(crate::ws::upgrade::service(app()))
