@@ -1,10 +1,10 @@
 //! The one error type of the API. Clients switch on [`ErrorCode`], never on message text.
+//! Nothing here knows HTTP: `api::error_response` gives each code its status and makes the
+//! response, so the rules and the database layer return errors without depending on actix.
 
 use std::fmt;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use ts_rs::TS;
 use utoipa::ToSchema;
@@ -74,60 +74,8 @@ pub enum ErrorCode {
     InternalError,
 }
 
-impl ErrorCode {
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::InvalidJson
-            | Self::InvalidQuery
-            | Self::InvalidFrame
-            | Self::UnknownFrameType => StatusCode::BAD_REQUEST,
-            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::RoomNameReserved => StatusCode::BAD_REQUEST,
-            Self::RoomNotFound | Self::PeerNotFound | Self::CallNotFound => StatusCode::NOT_FOUND,
-            Self::RoomExists
-            | Self::RoomFull
-            | Self::AlreadyInRoom
-            | Self::NotInRoom
-            | Self::SessionNotStarted
-            | Self::Busy => StatusCode::CONFLICT,
-            Self::NotRoomCreator | Self::OriginNotAllowed | Self::AccountDisabled => {
-                StatusCode::FORBIDDEN
-            }
-            Self::InvalidBody | Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotFound | Self::UserNotFound | Self::ConversationNotFound => {
-                StatusCode::NOT_FOUND
-            }
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::UsernameTaken => StatusCode::CONFLICT,
-            Self::InvalidCredentials
-            | Self::MissingToken
-            | Self::InvalidToken
-            | Self::RefreshTokenReused
-            | Self::InvalidTicket => StatusCode::UNAUTHORIZED,
-            Self::DatabaseUnavailable | Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The code for a response that carries no code of ours (actix's own 404, 405, …).
-    pub fn for_status(status: StatusCode) -> Self {
-        match status {
-            StatusCode::NOT_FOUND => Self::NotFound,
-            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
-            StatusCode::UNAUTHORIZED => Self::InvalidToken,
-            StatusCode::SERVICE_UNAVAILABLE => Self::DatabaseUnavailable,
-            status if status.is_client_error() => Self::InvalidBody,
-            _ => Self::InternalError,
-        }
-    }
-}
-
 /// One field that failed validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, TS)]
 pub struct FieldError {
     pub field: &'static str,
     /// Stable snake_case reason: `required`, `too_short`, `too_long`, `invalid_characters`, `reserved`.
@@ -135,16 +83,17 @@ pub struct FieldError {
     pub message: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, TS)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    #[ts(as = "Option<Vec<FieldError>>", optional)]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldError>,
 }
 
 /// Every error response has this body.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, TS)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
@@ -231,6 +180,11 @@ impl AppError {
         &self.message
     }
 
+    /// Seconds a `rate_limited` client should wait (the `Retry-After` header).
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
@@ -258,23 +212,6 @@ impl From<diesel::result::Error> for AppError {
     }
 }
 
-impl ResponseError for AppError {
-    fn status_code(&self) -> StatusCode {
-        self.code.status()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        if self.code.status() == StatusCode::UNAUTHORIZED {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
-        }
-        if let Some(secs) = self.retry_after {
-            response.insert_header(("Retry-After", secs.to_string()));
-        }
-        response.json(self.body())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,22 +232,5 @@ mod tests {
         let body = serde_json::to_value(err.body()).expect("serialize");
         assert_eq!(body["error"]["code"], "validation_failed");
         assert_eq!(body["error"]["fields"][0]["field"], "username");
-        assert_eq!(err.status_code(), StatusCode::UNPROCESSABLE_ENTITY);
-    }
-
-    #[test]
-    fn rate_limited_says_when_in_whole_seconds() {
-        let err = AppError::rate_limited("slow down", Duration::from_millis(1500));
-        let response = err.error_response();
-        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(
-            response.headers().get("Retry-After").map(|v| v.as_bytes()),
-            Some(&b"2"[..])
-        );
-        let zero = AppError::rate_limited("slow down", Duration::ZERO).error_response();
-        assert_eq!(
-            zero.headers().get("Retry-After").map(|v| v.as_bytes()),
-            Some(&b"1"[..])
-        );
     }
 }

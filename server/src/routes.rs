@@ -170,7 +170,7 @@ pub fn json_error_body<B: MessageBody + 'static>(
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
-    let code = ErrorCode::for_status(status);
+    let code = crate::api::error_response::code_for_status(status);
     let message = status
         .canonical_reason()
         .unwrap_or("request failed")

@@ -8,16 +8,18 @@ pub use service::{Accounts, IssuedTokens, UserPage};
 
 use serde::Serialize;
 use time::OffsetDateTime;
+use ts_rs::TS;
 use utoipa::ToSchema;
 
 use crate::db::users::User;
 
 /// What anyone signed in may see of a user.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, ToSchema, TS, PartialEq, Eq)]
 pub struct UserView {
     pub id: i64,
     pub username: String,
     pub display_name: String,
+    #[ts(type = "string")]
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

@@ -3,6 +3,7 @@
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 use utoipa::ToSchema;
 
 use super::body::Json;
@@ -55,7 +56,7 @@ pub struct RefreshRequest {
     pub refresh_token: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, TS)]
 pub struct AuthResponse {
     pub user: UserView,
     /// JWT for `Authorization: Bearer`.

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod body;
 pub mod conversations;
+pub mod error_response;
 pub mod health;
 pub mod ice;
 pub mod me;

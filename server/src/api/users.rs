@@ -2,6 +2,7 @@
 
 use actix_web::web;
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::accounts::UserView;
@@ -28,7 +29,7 @@ pub struct SearchQuery {
     pub after: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, TS)]
 pub struct UserList {
     pub users: Vec<UserView>,
     /// Present when another page follows.
@@ -58,7 +59,7 @@ pub async fn search(
 }
 
 /// A public profile with the user's presence.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, TS)]
 pub struct Profile {
     #[serde(flatten)]
     pub user: UserView,

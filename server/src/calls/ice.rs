@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha1::Sha1;
+use ts_rs::TS;
 use utoipa::ToSchema;
 
 use crate::config::Secret;
@@ -23,20 +24,23 @@ pub struct IceConfig {
 }
 
 /// One entry of `RTCConfiguration.iceServers`.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, ToSchema, TS, PartialEq, Eq)]
 pub struct IceServer {
     pub urls: Vec<String>,
+    #[ts(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    #[ts(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, ToSchema, TS, PartialEq, Eq)]
 pub struct IceServers {
     /// Pass as `new RTCPeerConnection({iceServers})`.
     pub ice_servers: Vec<IceServer>,
     /// Seconds the TURN credentials stay valid (absent without TURN credentials).
+    #[ts(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
 }

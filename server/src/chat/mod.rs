@@ -88,10 +88,11 @@ pub enum PresenceStatus {
 }
 
 /// Whether a user is connected anywhere, and when they last were.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, ToSchema, TS, PartialEq, Eq)]
 pub struct Presence {
     pub status: PresenceStatus,
     /// When the user's last connection closed (absent while online, or if never seen).
+    #[ts(optional, type = "string")]
     #[serde(
         skip_serializing_if = "Option::is_none",
         with = "time::serde::rfc3339::option"

@@ -2,6 +2,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use tokio::sync::oneshot;
+use ts_rs::TS;
 use utoipa::ToSchema;
 
 use crate::accounts::UserView;
@@ -38,7 +39,7 @@ pub struct ChatLimits {
     pub message_writers: Option<usize>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, TS)]
 pub struct HistoryPage {
     /// Oldest first.
     pub messages: Vec<MessageView>,
@@ -46,7 +47,7 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, TS)]
 pub struct ConversationView {
     pub peer: UserView,
     pub presence: Presence,
@@ -58,7 +59,7 @@ pub struct ConversationView {
     pub peer_last_read_id: i64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, TS)]
 pub struct ConversationPage {
     /// Most recent first.
     pub conversations: Vec<ConversationView>,
@@ -66,7 +67,7 @@ pub struct ConversationPage {
     pub next_before: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema, Clone)]
+#[derive(Debug, Serialize, ToSchema, TS, Clone)]
 pub struct ReadState {
     pub peer: String,
     pub up_to: i64,
