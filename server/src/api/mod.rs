@@ -9,6 +9,7 @@ pub mod ice;
 pub mod me;
 pub mod openapi;
 pub mod rooms;
+pub mod typescript;
 pub mod users;
 pub mod ws;
 

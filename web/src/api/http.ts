@@ -1,58 +1,31 @@
 // The one fetch wrapper: JSON in and out, typed error codes, the in-memory access token and its
 // refresh (serialized across tabs with a Web Lock; tabs share fresh tokens over a
 // BroadcastChannel so a second refresh with an already-rotated cookie never happens).
-import type { ErrorCode, MessageView, PresenceStatus } from '../generated/protocol';
+import type { ErrorCode } from '../generated/protocol';
+import type {
+  AuthResponse,
+  ConversationPage,
+  FieldError,
+  HistoryPage,
+  IceServers,
+  Profile,
+  UserList,
+  UserView,
+} from '../generated/api';
 
-export interface UserView {
-  id: number;
-  username: string;
-  display_name: string;
-  created_at: string;
-}
-export interface Presence {
-  status: PresenceStatus;
-  last_seen?: string | null;
-}
-export interface Profile extends UserView {
-  presence: Presence;
-}
-export interface AuthResponse {
-  user: UserView;
-  access_token: string;
-  refresh_token: string;
-  token_type: string;
-  expires_in: number;
-}
-export interface ConversationView {
-  peer: UserView;
-  presence: Presence;
-  last_message: MessageView;
-  unread_count: number;
-  last_read_id: number;
-  /** How far the peer has read my messages. */
-  peer_last_read_id: number;
-}
-export interface ConversationPage {
-  conversations: ConversationView[];
-  next_before?: number | null;
-}
-export interface HistoryPage {
-  messages: MessageView[];
-  has_more: boolean;
-}
-export interface UserList {
-  users: UserView[];
-  next_after?: string | null;
-}
-export interface IceServersResponse {
-  ice_servers: { urls: string[]; username?: string | null; credential?: string | null }[];
-  ttl?: number | null;
-}
-export interface FieldError {
-  field: string;
-  code: string;
-  message: string;
-}
+// The bodies' types are generated from the server's Rust types (web/src/generated/api.ts).
+export type {
+  AuthResponse,
+  ConversationPage,
+  ConversationView,
+  FieldError,
+  HistoryPage,
+  Presence,
+  Profile,
+  UserList,
+  UserView,
+} from '../generated/api';
+export type IceServersResponse = IceServers;
 
 /** A failed request: `code` is the server's stable code, or `network_error` / `http_<status>`. */
 export class ApiError extends Error {
