@@ -3,7 +3,7 @@
 //! The same rows the `dm` scenario makes pychat store (2P users, user 2i and 2i+1 writing to each
 //! other, 64-byte bodies, client message ids unique per sender), inserted through the server's
 //! own code: `pychat::db` opens the database with the server's session settings, applies the
-//! server's migrations and stores each batch with `db::messages::insert_batch`, the call the
+//! server's migrations and stores each batch with `db::events::insert_batch`, the call the
 //! server's message writer makes. N OS threads each insert B-row batches, one transaction per
 //! batch, for S seconds. pychat's dm figure divided by this one says what the rest of the server
 //! costs.
@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use diesel::Connection;
 use hdrhistogram::Histogram;
-use pychat::db::messages::{self, NewMessage};
+use pychat::db::conversations;
+use pychat::db::events::{self, NewEvent};
 use pychat::db::{self, DatabaseUrl, Db, users};
 use serde_json::{Value, json};
 
@@ -110,8 +111,9 @@ pub fn run(args: Args) -> Result<Value> {
     }))
 }
 
-/// 2P users with names unique to this run, so runs can share a database.
-fn create_users(db: &Db, count: usize) -> Result<Vec<i64>> {
+/// 2P users with names unique to this run, so runs can share a database, and the direct
+/// conversation of each pair (2i, 2i+1), as (user, its pair's conversation).
+fn create_users(db: &Db, count: usize) -> Result<Vec<(i64, i64)>> {
     let prefix = client::run_prefix();
     db.with_connection(|conn| {
         let now = db::now();
@@ -130,7 +132,12 @@ fn create_users(db: &Db, count: usize) -> Result<Vec<i64>> {
             )?;
             ids.push(user.id);
         }
-        Ok(ids)
+        let mut members = Vec::with_capacity(count);
+        for pair in ids.chunks(2) {
+            let conversation = conversations::open_direct(conn, pair[0], pair[pair.len() - 1])?;
+            members.extend(pair.iter().map(|&user| (user, conversation)));
+        }
+        Ok(members)
     })
     .map_err(|e| fail("create users", e))
 }
@@ -138,7 +145,7 @@ fn create_users(db: &Db, count: usize) -> Result<Vec<i64>> {
 fn write_until(
     db: &Db,
     stop: &AtomicBool,
-    user_ids: &[i64],
+    user_ids: &[(i64, i64)],
     writer: usize,
     batch: usize,
     key: &str,
@@ -158,16 +165,17 @@ fn write_until(
     let result = db.with_connection(|conn| {
         while !stop.load(Ordering::Relaxed) {
             let now = db::now();
-            let rows: Vec<NewMessage> = (0..batch)
+            let rows: Vec<NewEvent> = (0..batch)
                 .map(|_| {
                     let sender = next_sender % user_ids.len();
                     next_sender += 1;
                     seq += 1;
                     // ~64 bytes, shaped like the dm scenario's bodies.
                     let body = format!("t={} {pad}", client::now_nanos());
-                    NewMessage::new(
-                        user_ids[sender],
-                        user_ids[sender ^ 1],
+                    let (sender_id, conversation_id) = user_ids[sender];
+                    NewEvent::new(
+                        conversation_id,
+                        sender_id,
                         "text",
                         body,
                         format!("{key}{seq}"),
@@ -178,7 +186,7 @@ fn write_until(
             let begun = Instant::now();
             let mut inserted = begun;
             let stored = conn.transaction(|conn| {
-                let stored = messages::insert_batch(conn, &rows)?;
+                let stored = events::insert_batch(conn, &rows)?;
                 inserted = Instant::now();
                 Ok::<_, diesel::result::Error>(stored)
             });

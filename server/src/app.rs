@@ -120,7 +120,7 @@ pub fn open_database(settings: &Settings) -> Result<Db, StartupError> {
 /// The newest message id: where this instance's delivery of the message log starts (before any
 /// connection, so every connection replays what came before from the database).
 fn log_start(db: &Db) -> Result<i64, StartupError> {
-    db.with_connection(|conn| Ok(crate::db::messages::newest_id(conn)?.unwrap_or(0)))
+    db.with_connection(|conn| Ok(crate::db::events::newest_seq(conn)?.unwrap_or(0)))
         .map_err(|err| StartupError::Migrate {
             url: "the message log".into(),
             message: err.to_string(),

@@ -20,6 +20,7 @@ import { comparePeerIds } from '../src/call/peer';
 
 const m = (id: number, from: string, to: string, client_msg_id = `c${id}`): MessageView => ({
   id,
+  conversation_id: 0, // not read: the chat state is keyed by peer
   from,
   to,
   kind: 'text',

@@ -35,6 +35,7 @@ class FakeWS implements WebSocketLike {
 
 const msg = (id: number, client_msg_id = `c${id}`, from = 'peer'): MessageView => ({
   id,
+  conversation_id: 0, // not read: the socket orders by id
   from,
   to: from === 'me' ? 'peer' : 'me',
   kind: 'text',

@@ -9,7 +9,7 @@ use super::body::Json;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::chat::{ConversationPage, HistoryPage, Identity, ReadState};
-use crate::db::messages::PageCursor;
+use crate::db::events::PageCursor;
 use crate::error::{AppError, ErrorBody, ErrorCode};
 
 const DEFAULT_MESSAGES: u32 = 50;

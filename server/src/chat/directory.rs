@@ -1,11 +1,11 @@
-//! Lookups for the hot path: user name ↔ id, and which pairs of users have a conversation. Names
-//! never change and a conversation, once it has a message, never ends, so entries never go
+//! Lookups for the hot path: user name ↔ id, and the direct conversation of a pair of users.
+//! Names never change and a direct conversation, once opened, never ends, so entries never go
 //! stale; each cache is simply emptied when it grows past its bound.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::db::{Db, messages, users};
+use crate::db::{Db, conversations, users};
 use crate::error::AppError;
 
 const MAX_ENTRIES: usize = 100_000;
@@ -15,8 +15,8 @@ pub struct Directory {
     db: Db,
     by_name: Arc<RwLock<HashMap<String, i64>>>,
     by_id: Arc<RwLock<HashMap<i64, String>>>,
-    /// Pairs (smaller id first) known to have a conversation.
-    talked: Arc<RwLock<HashSet<(i64, i64)>>>,
+    /// Pairs (smaller id first) and their direct conversation.
+    direct: Arc<RwLock<HashMap<(i64, i64), i64>>>,
 }
 
 impl Directory {
@@ -25,27 +25,41 @@ impl Directory {
             db,
             by_name: Arc::default(),
             by_id: Arc::default(),
-            talked: Arc::default(),
+            direct: Arc::default(),
         }
     }
 
-    /// Whether `a` and `b` have a conversation (a message between them).
-    pub async fn have_talked(&self, a: i64, b: i64) -> Result<bool, AppError> {
+    /// The direct conversation of `a` and `b`, if they have one; with `open`, it is made if not
+    /// (`a` opens it).
+    pub async fn direct_conversation(
+        &self,
+        a: i64,
+        b: i64,
+        open: bool,
+    ) -> Result<Option<i64>, AppError> {
         let pair = (a.min(b), a.max(b));
-        if self.talked.read().is_ok_and(|t| t.contains(&pair)) {
-            return Ok(true);
+        if let Some(id) = self.direct.read().ok().and_then(|d| d.get(&pair).copied()) {
+            return Ok(Some(id));
         }
-        let talked = self
+        let found = self
             .db
-            .run(move |conn| Ok(messages::newest_between(conn, pair.0, pair.1)?.is_some()))
+            .run(move |conn| {
+                Ok(if open {
+                    Some(conversations::open_direct(conn, a, b)?)
+                } else {
+                    conversations::find_direct(conn, a, b)?
+                })
+            })
             .await?;
-        if talked && let Ok(mut known) = self.talked.write() {
+        if let Some(id) = found
+            && let Ok(mut known) = self.direct.write()
+        {
             if known.len() >= MAX_ENTRIES {
                 known.clear();
             }
-            known.insert(pair);
+            known.insert(pair, id);
         }
-        Ok(talked)
+        Ok(found)
     }
 
     fn remember(&self, id: i64, name: &str) {

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use ts_rs::TS;
 use utoipa::ToSchema;
 
-use crate::db::messages::MessageRow;
+use crate::db::events::EventRow;
 
 /// Longest message body, in characters after trimming.
 pub const MAX_BODY_CHARS: usize = 4000;
@@ -52,8 +52,11 @@ impl MessageKind {
 /// A stored message as clients see it.
 #[derive(Debug, Clone, Serialize, TS, ToSchema, PartialEq, Eq)]
 pub struct MessageView {
-    /// Server id: increases monotonically; order a conversation by it.
+    /// Server id: its seq in the event log, which increases monotonically across all
+    /// conversations; order a conversation by it.
     pub id: i64,
+    /// The conversation it belongs to.
+    pub conversation_id: i64,
     pub from: String,
     pub to: String,
     pub kind: MessageKind,
@@ -67,9 +70,10 @@ pub struct MessageView {
 }
 
 impl MessageView {
-    pub fn from_row(row: &MessageRow, from: String, to: String) -> Self {
+    pub fn from_row(row: &EventRow, from: String, to: String) -> Self {
         Self {
-            id: row.id,
+            id: row.seq,
+            conversation_id: row.conversation_id,
             from,
             to,
             kind: MessageKind::parse(&row.kind),

@@ -9,8 +9,8 @@ use crate::accounts::UserView;
 use crate::bus::Bus;
 use crate::bus::delivery::{LogChannel, LogSource};
 use crate::bus::log::{LogBatch, LogEntry};
-use crate::db::messages::{self, MessageRow, NewMessage, PageCursor};
-use crate::db::{self, Db, DbConnection, reads, users};
+use crate::db::events::{self, EventRow, NewEvent, PageCursor};
+use crate::db::{self, Db, DbConnection, conversations, users};
 use crate::error::{AppError, ErrorCode, FieldError};
 use crate::ws::hub::{ConnId, Outbound};
 use crate::ws::protocol::ServerFrame;
@@ -140,20 +140,30 @@ impl Chat {
         body: String,
         key: String,
     ) -> Result<Stored, AppError> {
+        let conversation = self.open_direct(from.user_id, to.user_id).await?;
         self.store(
-            NewMessage::new(
+            NewEvent::new(
+                conversation,
                 from.user_id,
-                to.user_id,
                 kind.as_str(),
                 body,
                 key,
                 db::now(),
             ),
             from.username.clone(),
+            to.user_id,
             to.username.clone(),
             None,
         )
         .await
+    }
+
+    /// The direct conversation of two users, opened by `a` if they have none yet.
+    async fn open_direct(&self, a: i64, b: i64) -> Result<i64, AppError> {
+        self.directory
+            .direct_conversation(a, b, true)
+            .await?
+            .ok_or_else(|| AppError::internal("an opened conversation was not found"))
     }
 
     /// Stores a direct message and returns it once committed. The same `client_msg_id` again
@@ -189,16 +199,18 @@ impl Chat {
         if recipient_id == sender.user_id {
             return Err(field("to", "self", "cannot send a message to yourself"));
         }
+        let conversation = self.open_direct(sender.user_id, recipient_id).await?;
         self.store(
-            NewMessage::new(
+            NewEvent::new(
+                conversation,
                 sender.user_id,
-                recipient_id,
                 MessageKind::Text.as_str(),
                 body.to_string(),
                 client_msg_id.to_string(),
                 db::now(),
             ),
             sender.username.clone(),
+            recipient_id,
             recipient_name,
             origin,
         )
@@ -207,8 +219,9 @@ impl Chat {
 
     async fn store(
         &self,
-        row: NewMessage,
+        row: NewEvent,
         sender_name: String,
+        recipient_id: i64,
         recipient_name: String,
         origin: Option<ConnId>,
     ) -> Result<Stored, AppError> {
@@ -217,6 +230,7 @@ impl Chat {
             .store(PendingMessage {
                 row,
                 sender_name,
+                recipient_id,
                 recipient_name,
                 origin,
                 reply: Some(reply),
@@ -230,9 +244,12 @@ impl Chat {
     fn views(
         &self,
         conn: &mut DbConnection,
-        rows: &[MessageRow],
+        rows: &[EventRow],
     ) -> Result<Vec<MessageView>, AppError> {
-        views(&self.directory, conn, rows)
+        Ok(addressed(&self.directory, conn, rows)?
+            .into_iter()
+            .map(|(view, _)| view)
+            .collect())
     }
 
     /// Everything newer than `after` for `user`, in pages, or word that it is too much.
@@ -244,7 +261,7 @@ impl Chat {
                 let limits = this.limits;
                 // Read before the queries: nothing above it may be shown yet.
                 let upto = this.writer.visible_up_to()?;
-                let missed = messages::count_after_for_user(
+                let missed = events::count_after_for_user(
                     conn,
                     user_id,
                     after,
@@ -252,17 +269,16 @@ impl Chat {
                     limits.replay_max + 1,
                 )?;
                 if missed > usize::try_from(limits.replay_max).unwrap_or(usize::MAX) {
-                    let newest_id =
-                        messages::newest_for_user(conn, user_id, upto)?.unwrap_or(after);
+                    let newest_id = events::newest_for_user(conn, user_id, upto)?.unwrap_or(after);
                     return Ok(Replay::TooLarge { newest_id });
                 }
                 let mut pages = Vec::new();
                 let mut cursor = after;
                 loop {
                     let rows =
-                        messages::after_for_user(conn, user_id, cursor, upto, limits.replay_page)?;
+                        events::after_for_user(conn, user_id, cursor, upto, limits.replay_page)?;
                     let Some(last) = rows.last() else { break };
-                    cursor = last.id;
+                    cursor = last.seq;
                     let full = rows.len() as i64 == limits.replay_page;
                     pages.push(this.views(conn, &rows)?);
                     if !full {
@@ -283,13 +299,21 @@ impl Chat {
         limit: i64,
     ) -> Result<HistoryPage, AppError> {
         let (peer_id, _) = self.directory.resolve(peer).await?;
+        let Some(conversation) = self
+            .directory
+            .direct_conversation(user.user_id, peer_id, false)
+            .await?
+        else {
+            return Ok(HistoryPage {
+                messages: Vec::new(),
+                has_more: false,
+            });
+        };
         let this = self.clone();
-        let user_id = user.user_id;
         self.db
             .run(move |conn| {
                 let upto = this.writer.visible_up_to()?;
-                let mut rows =
-                    messages::pair_page(conn, user_id, peer_id, cursor, upto, limit + 1)?;
+                let mut rows = events::page(conn, conversation, cursor, upto, limit + 1)?;
                 let has_more = rows.len() as i64 > limit;
                 if has_more {
                     // The extra row lies beyond the page: the oldest when paging back, the
@@ -356,17 +380,30 @@ impl Chat {
             .db
             .run(move |conn| {
                 let upto = this.writer.visible_up_to()?;
-                let mut peers = messages::peers_with_last_id(conn, user_id, upto)?;
-                peers.sort_by_key(|&(_, last)| std::cmp::Reverse(last));
+                let mine: HashMap<i64, i64> = conversations::memberships(conn, user_id)?
+                    .into_iter()
+                    .map(|m| (m.conversation_id, m.last_read_seq))
+                    .collect();
+                let ids: Vec<i64> = mine.keys().copied().collect();
+                // Only conversations with a message are listed, the most recent first.
+                let mut newest = events::newest_per_conversation(conn, &ids, upto)?;
+                newest.sort_by_key(|&(_, last)| std::cmp::Reverse(last));
                 if let Some(before) = before {
-                    peers.retain(|(_, last)| *last < before);
+                    newest.retain(|(_, last)| *last < before);
                 }
-                let more = peers.len() > limit;
-                peers.truncate(limit);
-                let peer_ids: Vec<i64> = peers.iter().map(|(p, _)| *p).collect();
-                let last_ids: Vec<i64> = peers.iter().map(|(_, m)| *m).collect();
+                let more = newest.len() > limit;
+                newest.truncate(limit);
+                let ids: Vec<i64> = newest.iter().map(|(c, _)| *c).collect();
+                let pairs = conversations::direct_pairs(conn, &ids)?;
+                let peer_of = |conversation: &i64| {
+                    pairs
+                        .get(conversation)
+                        .map(|&(low, high)| if low == user_id { high } else { low })
+                };
+                let peer_ids: Vec<i64> = ids.iter().filter_map(peer_of).collect();
+                let last_ids: Vec<i64> = newest.iter().map(|(_, m)| *m).collect();
                 let mut last_messages: HashMap<i64, MessageView> = {
-                    let rows = messages::find_many(conn, &last_ids)?;
+                    let rows = events::find_many(conn, &last_ids)?;
                     let views = this.views(conn, &rows)?;
                     views.into_iter().map(|v| (v.id, v)).collect()
                 };
@@ -374,36 +411,36 @@ impl Chat {
                     .into_iter()
                     .map(|u| (u.id, u))
                     .collect();
-                let read: HashMap<i64, i64> = reads::for_peers(conn, user_id, &peer_ids)?
+                let read_by_peer: HashMap<i64, i64> = conversations::members_of(conn, &ids)?
                     .into_iter()
+                    .filter(|m| m.user_id != user_id)
+                    .map(|m| (m.conversation_id, m.last_read_seq))
                     .collect();
-                let read_by_peer: HashMap<i64, i64> = reads::of_readers(conn, &peer_ids, user_id)?
-                    .into_iter()
-                    .collect();
-                let mut conversations = Vec::with_capacity(peers.len());
-                for (peer_id, last_id) in &peers {
-                    let (Some(profile), Some(last_message)) =
-                        (profiles.remove(peer_id), last_messages.remove(last_id))
-                    else {
+                let mut conversations = Vec::with_capacity(newest.len());
+                for (conversation, last_id) in &newest {
+                    let (Some(profile), Some(last_message)) = (
+                        peer_of(conversation).and_then(|peer| profiles.remove(&peer)),
+                        last_messages.remove(last_id),
+                    ) else {
                         continue;
                     };
-                    let last_read_id = read.get(peer_id).copied().unwrap_or(0);
+                    let last_read_id = mine.get(conversation).copied().unwrap_or(0);
                     conversations.push(ConversationView {
-                        unread_count: messages::unread_count(
+                        unread_count: events::unread_count(
                             conn,
+                            *conversation,
                             user_id,
-                            *peer_id,
                             last_read_id,
                         )?,
                         presence: Self::presence_of(false, profile.last_seen_at),
                         peer: UserView::from(&profile),
                         last_message,
                         last_read_id,
-                        peer_last_read_id: read_by_peer.get(peer_id).copied().unwrap_or(0),
+                        peer_last_read_id: read_by_peer.get(conversation).copied().unwrap_or(0),
                     });
                 }
                 let next_before = if more {
-                    peers.last().map(|(_, last)| *last)
+                    newest.last().map(|(_, last)| *last)
                 } else {
                     None
                 };
@@ -436,17 +473,31 @@ impl Chat {
         }
         let (peer_id, peer_name) = self.directory.resolve(peer).await?;
         let user_id = user.user_id;
-        let (position, unread, advanced) = self
-            .db
-            .run(move |conn| {
-                // Never past the newest message of the pair: nobody reads the future.
-                let newest = messages::newest_between(conn, user_id, peer_id)?.unwrap_or(0);
-                let before = reads::get(conn, user_id, peer_id)?;
-                let position = reads::advance(conn, user_id, peer_id, up_to.min(newest))?;
-                let unread = messages::unread_count(conn, user_id, peer_id, position)?;
-                Ok((position, unread, position > before))
-            })
+        let conversation = self
+            .directory
+            .direct_conversation(user_id, peer_id, false)
             .await?;
+        let (position, unread, advanced) = match conversation {
+            // Nothing to read yet.
+            None => (0, 0, false),
+            Some(conversation) => {
+                self.db
+                    .run(move |conn| {
+                        // Never past the newest message: nobody reads the future.
+                        let newest = events::newest_in(conn, conversation)?.unwrap_or(0);
+                        let before = conversations::read_position(conn, conversation, user_id)?;
+                        let position = conversations::advance_read(
+                            conn,
+                            conversation,
+                            user_id,
+                            up_to.min(newest),
+                        )?;
+                        let unread = events::unread_count(conn, conversation, user_id, position)?;
+                        Ok((position, unread, position > before))
+                    })
+                    .await?
+            }
+        };
         let state = ReadState {
             peer: peer_name,
             up_to: position,
@@ -475,7 +526,11 @@ impl Chat {
         let (to_id, _) = self.directory.resolve(to).await?;
         if to_id != from.user_id {
             // Only someone you have a conversation with learns that you are typing.
-            if !self.directory.have_talked(from.user_id, to_id).await? {
+            let conversation = self
+                .directory
+                .direct_conversation(from.user_id, to_id, false)
+                .await?;
+            if conversation.is_none() {
                 return Err(AppError::new(
                     ErrorCode::ConversationNotFound,
                     format!("you have no conversation with {to:?} yet: send a message first"),
@@ -507,8 +562,8 @@ impl Chat {
                 } else {
                     None
                 };
-                // Only who to tell: any stored message makes a peer.
-                let peers = messages::peers_with_last_id(conn, user_id, i64::MAX)?;
+                // Only who to tell: everyone who shares a conversation.
+                let peers = conversations::peers(conn, user_id)?;
                 Ok((last_seen, peers))
             })
             .await?;
@@ -523,7 +578,7 @@ impl Chat {
             }),
         };
         let out = Outbound::Frame(frame.to_text());
-        for (peer_id, _) in peers {
+        for peer_id in peers {
             self.bus.to_user(peer_id, &out, None);
         }
         Ok(())
@@ -586,15 +641,26 @@ impl Chat {
     }
 }
 
-/// Rows as clients see them, with the names of their senders and recipients.
-fn views(
+/// Rows as clients see them, with the names of their senders and recipients, and each one's
+/// recipient (the other user of its direct conversation).
+fn addressed(
     directory: &Directory,
     conn: &mut DbConnection,
-    rows: &[MessageRow],
-) -> Result<Vec<MessageView>, AppError> {
+    rows: &[EventRow],
+) -> Result<Vec<(MessageView, i64)>, AppError> {
+    let mut conversation_ids: Vec<i64> = rows.iter().map(|r| r.conversation_id).collect();
+    conversation_ids.sort_unstable();
+    conversation_ids.dedup();
+    let pairs = conversations::direct_pairs(conn, &conversation_ids)?;
+    let recipient = |row: &EventRow| {
+        pairs
+            .get(&row.conversation_id)
+            .map(|&(low, high)| if row.sender_id == low { high } else { low })
+            .unwrap_or_default()
+    };
     let mut ids: Vec<i64> = rows
         .iter()
-        .flat_map(|r| [r.sender_id, r.recipient_id])
+        .flat_map(|r| [r.sender_id, recipient(r)])
         .collect();
     ids.sort_unstable();
     ids.dedup();
@@ -602,7 +668,13 @@ fn views(
     let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
     Ok(rows
         .iter()
-        .map(|row| MessageView::from_row(row, name(row.sender_id), name(row.recipient_id)))
+        .map(|row| {
+            let to = recipient(row);
+            (
+                MessageView::from_row(row, name(row.sender_id), name(to)),
+                to,
+            )
+        })
         .collect())
 }
 
@@ -616,25 +688,25 @@ struct StoredLog {
 impl LogSource for StoredLog {
     fn newest(&mut self) -> Result<i64, AppError> {
         self.db
-            .with_connection(|conn| Ok(messages::newest_id(conn)?.unwrap_or(0)))
+            .with_connection(|conn| Ok(events::newest_seq(conn)?.unwrap_or(0)))
     }
 
     fn read(&mut self, after: i64, upto: i64, limit: usize) -> Result<LogBatch, AppError> {
         let directory = &self.directory;
         self.db.with_connection(|conn| {
             let page = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = messages::in_range(conn, after, upto, page)?;
+            let rows = events::in_range(conn, after, upto, page)?;
             let last = match rows.last() {
-                Some(row) if rows.len() >= limit => row.id,
+                Some(row) if rows.len() >= limit => row.seq,
                 _ => upto,
             };
             let entries = rows
                 .iter()
-                .zip(views(directory, conn, &rows)?)
-                .map(|(row, message)| LogEntry {
-                    id: row.id,
+                .zip(addressed(directory, conn, &rows)?)
+                .map(|(row, (message, recipient_id))| LogEntry {
+                    id: row.seq,
                     sender_id: row.sender_id,
-                    recipient_id: row.recipient_id,
+                    recipient_id,
                     except: 0,
                     frame: ServerFrame::Message { message }.to_text(),
                 })

@@ -30,7 +30,7 @@
 //!    registered before gets them live.
 //!
 //! With several instances (Redis), each has one writer and every batch takes a cluster-wide lock
-//! held through its commit (`messages::in_write_order`), so commits are in id order across
+//! held through its commit (`events::in_write_order`), so commits are in id order across
 //! instances and readers need no watermark. SQLite has one write lock: one writer.
 //!
 //! 5. **The log**: what is released goes to the log's delivery as a [`LogBatch`] covering
@@ -57,7 +57,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::delivery::LogSink;
 use crate::bus::log::{LogBatch, LogEntry};
-use crate::db::messages::{self, MessageRow, NewMessage};
+use crate::db::events::{self, EventRow, NewEvent};
 use crate::db::{self, Backend, Db, DbConnection};
 use crate::error::{AppError, ErrorCode};
 use crate::ws::hub::ConnId;
@@ -82,8 +82,10 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 const IN_DOUBT_RETRY: Duration = Duration::from_millis(200);
 
 pub struct PendingMessage {
-    pub row: NewMessage,
+    pub row: NewEvent,
     pub sender_name: String,
+    /// The other user of the direct conversation.
+    pub recipient_id: i64,
     pub recipient_name: String,
     /// The connection that sent it gets an ack, not a copy.
     pub origin: Option<ConnId>,
@@ -230,7 +232,7 @@ fn run(shared: &Shared, mut rx: mpsc::Receiver<PendingMessage>) {
             Written::Done { prev, results } => (prev, results),
             Written::InDoubt { prev, ids } => {
                 let stored = settle_in_doubt(shared, &mut batch, &ids, &mut rx);
-                let rows: Vec<NewMessage> = batch.iter().map(|p| p.row.clone()).collect();
+                let rows: Vec<NewEvent> = batch.iter().map(|p| p.row.clone()).collect();
                 (
                     prev,
                     batch_results(&rows, stored, || {
@@ -252,7 +254,7 @@ fn settle_in_doubt(
     batch: &mut [PendingMessage],
     ids: &[i64],
     rx: &mut mpsc::Receiver<PendingMessage>,
-) -> Vec<MessageRow> {
+) -> Vec<EventRow> {
     tracing::warn!(
         messages = ids.len(),
         "a commit's outcome is unknown; finding out which messages were stored"
@@ -267,7 +269,7 @@ fn settle_in_doubt(
     loop {
         match shared
             .db
-            .with_connection(|conn| Ok(messages::find_many(conn, ids)?))
+            .with_connection(|conn| Ok(events::find_many(conn, ids)?))
         {
             Ok(rows) => {
                 tracing::info!(
@@ -297,7 +299,7 @@ fn start_order(shared: &Shared) {
     while !order.is_started() {
         match shared
             .db
-            .with_connection(|conn| Ok(messages::newest_id(conn)?))
+            .with_connection(|conn| Ok(events::newest_seq(conn)?))
         {
             Ok(newest) => {
                 let newest = newest.unwrap_or(0);
@@ -331,10 +333,10 @@ impl<'a> Slot<'a> {
     }
 
     /// The INSERT returned these ids (not yet committed): the floor rises to just below them.
-    fn inserted(&self, rows: &[MessageRow]) {
+    fn inserted(&self, rows: &[EventRow]) {
         if let (Some(lowest), Some(highest)) = (
-            rows.iter().map(|r| r.id).min(),
-            rows.iter().map(|r| r.id).max(),
+            rows.iter().map(|r| r.seq).min(),
+            rows.iter().map(|r| r.seq).max(),
         ) {
             lock(&self.shared.order).inserted(self.number, lowest, highest);
         }
@@ -424,7 +426,7 @@ fn deliver(shared: &Shared, ready: Released<Release>) {
     }
 }
 
-type RowResult = Result<(MessageRow, bool), AppError>;
+type RowResult = Result<(EventRow, bool), AppError>;
 
 /// What became of a batch.
 enum Written {
@@ -440,7 +442,7 @@ fn write_batch(shared: &Shared, batch: &mut [PendingMessage], slot: &Slot<'_>) -
     for pending in batch.iter_mut() {
         pending.row.created_at = now;
     }
-    let rows: Vec<NewMessage> = batch.iter().map(|p| p.row.clone()).collect();
+    let rows: Vec<NewEvent> = batch.iter().map(|p| p.row.clone()).collect();
     let outcome = shared
         .db
         .with_connection(|conn| Ok(store_rows(conn, &rows, shared.cluster, slot)));
@@ -472,16 +474,16 @@ fn refused_a_row(err: &DieselError) -> bool {
 /// one INSERT, or, when a row is refused, row by row in a second transaction.
 fn store_rows(
     conn: &mut DbConnection,
-    rows: &[NewMessage],
+    rows: &[NewEvent],
     cluster: bool,
     slot: &Slot<'_>,
 ) -> Written {
     let mut sent_commit: Option<(i64, Vec<i64>)> = None;
-    let attempt = messages::in_write_order(conn, cluster, |conn| {
+    let attempt = events::in_write_order(conn, cluster, |conn| {
         let prev = newest_before(conn, cluster)?;
-        let stored = messages::insert_batch(conn, rows)?;
+        let stored = events::insert_batch(conn, rows)?;
         slot.inserted(&stored);
-        sent_commit = Some((prev, stored.iter().map(|r| r.id).collect()));
+        sent_commit = Some((prev, stored.iter().map(|r| r.seq).collect()));
         Ok((prev, stored))
     });
     match attempt {
@@ -504,18 +506,18 @@ fn store_rows(
 /// savepoint so that a refused row leaves the others be).
 fn store_one_by_one(
     conn: &mut DbConnection,
-    rows: &[NewMessage],
+    rows: &[NewEvent],
     cluster: bool,
     slot: &Slot<'_>,
 ) -> Written {
     let mut sent_commit: Option<(i64, Vec<i64>)> = None;
-    let attempt = messages::in_write_order(conn, cluster, |conn| {
+    let attempt = events::in_write_order(conn, cluster, |conn| {
         let prev = newest_before(conn, cluster)?;
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
             results.push(insert_one(conn, row)?);
         }
-        let created: Vec<MessageRow> = results
+        let created: Vec<EventRow> = results
             .iter()
             .filter_map(|r| match r {
                 Ok((row, true)) => Some(row.clone()),
@@ -523,7 +525,7 @@ fn store_one_by_one(
             })
             .collect();
         slot.inserted(&created);
-        sent_commit = Some((prev, created.iter().map(|r| r.id).collect()));
+        sent_commit = Some((prev, created.iter().map(|r| r.seq).collect()));
         Ok((prev, results))
     });
     match attempt {
@@ -537,7 +539,7 @@ fn store_one_by_one(
 /// this batch in the log.
 fn newest_before(conn: &mut DbConnection, cluster: bool) -> diesel::QueryResult<i64> {
     if cluster {
-        Ok(messages::newest_id(conn)?.unwrap_or(0))
+        Ok(events::newest_seq(conn)?.unwrap_or(0))
     } else {
         Ok(0)
     }
@@ -548,7 +550,7 @@ fn in_doubt(sent_commit: Option<(i64, Vec<i64>)>) -> Written {
     Written::InDoubt { prev, ids }
 }
 
-fn unavailable(rows: &[NewMessage], err: &DieselError) -> Written {
+fn unavailable(rows: &[NewEvent], err: &DieselError) -> Written {
     let err = AppError::database_unavailable(err);
     Written::Done {
         prev: 0,
@@ -559,11 +561,11 @@ fn unavailable(rows: &[NewMessage], err: &DieselError) -> Written {
 /// Pairs each row with the stored one of the same `(sender, client_msg_id)`; `missing` for a row
 /// that has none.
 fn batch_results(
-    rows: &[NewMessage],
-    stored: Vec<MessageRow>,
+    rows: &[NewEvent],
+    stored: Vec<EventRow>,
     missing: impl Fn() -> AppError,
 ) -> Vec<RowResult> {
-    let mut by_key: HashMap<(i64, String), MessageRow> = stored
+    let mut by_key: HashMap<(i64, String), EventRow> = stored
         .into_iter()
         .map(|row| ((row.sender_id, row.client_msg_id.clone()), row))
         .collect();
@@ -579,19 +581,19 @@ fn batch_results(
 
 /// One row inside the row-by-row transaction: the stored original for a retry, else a new row.
 /// A row refused by a constraint gets its own error; a failing database fails the transaction.
-fn insert_one(conn: &mut DbConnection, row: &NewMessage) -> diesel::QueryResult<RowResult> {
-    if let Some(existing) = messages::find_by_client_id(conn, row.sender_id, &row.client_msg_id)? {
+fn insert_one(conn: &mut DbConnection, row: &NewEvent) -> diesel::QueryResult<RowResult> {
+    if let Some(existing) = events::find_by_client_id(conn, row.sender_id, &row.client_msg_id)? {
         return Ok(Ok((existing, false)));
     }
     // A savepoint: on PostgreSQL a refused INSERT would otherwise abort the whole transaction.
-    match conn.transaction(|conn| messages::insert_batch(conn, std::slice::from_ref(row))) {
+    match conn.transaction(|conn| events::insert_batch(conn, std::slice::from_ref(row))) {
         Ok(mut stored) => Ok(stored
             .pop()
             .map(|r| (r, true))
             .ok_or_else(|| AppError::internal("inserted message not read back"))),
         Err(err) if db::is_unique_violation(&err) => {
             Ok(
-                messages::find_by_client_id(conn, row.sender_id, &row.client_msg_id)?
+                events::find_by_client_id(conn, row.sender_id, &row.client_msg_id)?
                     .map(|r| (r, false))
                     .ok_or_else(|| AppError::internal(err)),
             )
@@ -634,6 +636,7 @@ fn prepare(batch: &mut Vec<PendingMessage>, results: Vec<RowResult>, prev: i64) 
         .map(|(pending, result)| {
             let PendingMessage {
                 sender_name,
+                recipient_id,
                 recipient_name,
                 origin,
                 reply,
@@ -643,12 +646,12 @@ fn prepare(batch: &mut Vec<PendingMessage>, results: Vec<RowResult>, prev: i64) 
                 Ok((row, created)) => {
                     let log = created.then_some(LogTarget {
                         sender_id: row.sender_id,
-                        recipient_id: row.recipient_id,
+                        recipient_id,
                         except: origin.unwrap_or(0),
                         prev,
                     });
                     Release {
-                        order_key: row.id,
+                        order_key: row.seq,
                         reply,
                         outcome: Ok(Stored {
                             message: MessageView::from_row(&row, sender_name, recipient_name),

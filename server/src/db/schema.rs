@@ -34,33 +34,51 @@ diesel::table! {
 }
 
 diesel::table! {
-    messages (id) {
+    conversations (id) {
         id -> BigInt,
-        sender_id -> BigInt,
-        recipient_id -> BigInt,
-        user_low -> BigInt,
-        user_high -> BigInt,
         kind -> Text,
+        title -> Nullable<Text>,
+        direct_low -> Nullable<BigInt>,
+        direct_high -> Nullable<BigInt>,
+        created_by -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    conversation_members (conversation_id, user_id) {
+        conversation_id -> BigInt,
+        user_id -> BigInt,
+        role -> Text,
+        joined_at -> Timestamp,
+        joined_seq -> BigInt,
+        left_seq -> Nullable<BigInt>,
+        last_read_seq -> BigInt,
+        muted -> Bool,
+    }
+}
+
+diesel::table! {
+    events (seq) {
+        seq -> BigInt,
+        conversation_id -> BigInt,
+        kind -> Text,
+        sender_id -> BigInt,
         body -> Text,
         client_msg_id -> Text,
         created_at -> Timestamp,
     }
 }
 
-diesel::table! {
-    conversation_reads (user_id, peer_id) {
-        user_id -> BigInt,
-        peer_id -> BigInt,
-        last_read_id -> BigInt,
-    }
-}
-
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(conversation_members -> conversations (conversation_id));
+diesel::joinable!(events -> conversations (conversation_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
     refresh_tokens,
-    messages,
-    conversation_reads
+    conversations,
+    conversation_members,
+    events
 );

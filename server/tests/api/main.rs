@@ -12,6 +12,7 @@ mod helpers;
 mod hostile_input;
 mod in_doubt;
 mod limits;
+mod migrations;
 mod openapi;
 mod protocol;
 mod realtime;

@@ -39,8 +39,8 @@ fn slow_some_commits(app: &TestApp) {
         .with_connection(|conn| {
             conn.batch_execute(
                 "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ \
-                 BEGIN IF NEW.id % 31 = 0 THEN PERFORM pg_sleep(0.05); END IF; RETURN NULL; END $$; \
-                 CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON messages \
+                 BEGIN IF NEW.seq % 31 = 0 THEN PERFORM pg_sleep(0.05); END IF; RETURN NULL; END $$; \
+                 CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON events \
                  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
             )?;
             Ok(())

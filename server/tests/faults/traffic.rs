@@ -247,7 +247,7 @@ impl Report {
         };
         // What the database holds: (sender, client_msg_id) -> id.
         let rows = db.query(
-            "SELECT u.username, m.client_msg_id, m.id FROM messages m \
+            "SELECT u.username, m.client_msg_id, m.seq FROM events m \
              JOIN users u ON u.id = m.sender_id WHERE m.kind = 'text'",
         );
         let stored: HashMap<(String, String), i64> = rows

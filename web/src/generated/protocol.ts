@@ -15,9 +15,14 @@ last_id: number, replayed: number, } | { "type": "resync_required", newest_id: n
 
 export type MessageView = { 
 /**
- * Server id: increases monotonically; order a conversation by it.
+ * Server id: its seq in the event log, which increases monotonically across all
+ * conversations; order a conversation by it.
  */
-id: number, from: string, to: string, kind: MessageKind, body: string, 
+id: number, 
+/**
+ * The conversation it belongs to.
+ */
+conversation_id: number, from: string, to: string, kind: MessageKind, body: string, 
 /**
  * The sender's idempotency key.
  */
