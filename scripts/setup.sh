@@ -18,6 +18,10 @@ mode="${1:-}"
 if { [ "$mode" = test ] || [ "$mode" = bench ]; } && [ ! -x /usr/bin/chromium ]; then
   missing+=(chromium)
 fi
+# ...and its screenshots show emoji only with a colour emoji font.
+if [ "$mode" = test ] && [ ! -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then
+  missing+=(fonts-noto-color-emoji)
+fi
 if [ "$mode" = bench ] && ! command -v perf >/dev/null 2>&1; then
   missing+=(linux-perf)
 fi

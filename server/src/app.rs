@@ -61,6 +61,7 @@ impl AppState {
                 replay_page: 200,
                 replay_max: settings.replay_max,
                 message_writers: settings.message_writers,
+                group_max_members: settings.group_max_members,
             },
         );
         let tickets = bus

@@ -70,6 +70,8 @@ pub struct RawSettings {
     pub ws_rate_burst: f64,
     pub ws_outbound_queue: usize,
     pub replay_max: i64,
+    /// Most members a group may have.
+    pub group_max_members: usize,
     /// Comma-separated `stun:` URLs.
     pub stun_urls: String,
     /// Comma-separated `turn:` / `turns:` URLs.
@@ -136,6 +138,7 @@ impl Default for RawSettings {
             // the capacity costs nothing until used (the channel grows in 32-slot blocks).
             ws_outbound_queue: 2048,
             replay_max: 1000,
+            group_max_members: 1000,
             stun_urls: String::new(),
             turn_urls: String::new(),
             turn_secret: None,
@@ -212,6 +215,7 @@ impl RawSettings {
         "ws_rate_burst",
         "ws_outbound_queue",
         "replay_max",
+        "group_max_members",
         "stun_urls",
         "turn_urls",
         "turn_secret",
@@ -361,6 +365,12 @@ impl RawSettings {
         if self.replay_max < 1 {
             return Err(ConfigError::new("replay_max", "must be at least 1"));
         }
+        if !(2..=100_000).contains(&self.group_max_members) {
+            return Err(ConfigError::new(
+                "group_max_members",
+                "must be between 2 and 100000",
+            ));
+        }
         let stun_urls = url_list(&self.stun_urls, &["stun:", "stuns:"])
             .map_err(|m| ConfigError::new("stun_urls", m))?;
         let turn_urls = url_list(&self.turn_urls, &["turn:", "turns:"])
@@ -452,6 +462,7 @@ impl RawSettings {
                 outbound_queue: self.ws_outbound_queue,
             },
             replay_max: self.replay_max,
+            group_max_members: self.group_max_members,
             web_dir: self
                 .web_dir
                 .join("index.html")
@@ -660,6 +671,7 @@ pub struct Settings {
     pub workers: Option<usize>,
     pub ws: WsLimits,
     pub replay_max: i64,
+    pub group_max_members: usize,
     pub ice: IceConfig,
     pub calls: CallLimits,
     /// The web app to serve, if it has been built.

@@ -36,8 +36,17 @@ pub enum ErrorCode {
     /// The account was disabled by an operator: it cannot sign in.
     AccountDisabled,
     UserNotFound,
-    /// No conversation of yours matches (a typing notice to someone you never wrote with).
+    /// No conversation of yours matches (one you never belonged to or have left, or a typing
+    /// notice to someone you never wrote with): it is not said whether it exists.
     ConversationNotFound,
+    /// You are a member, but your role does not allow this.
+    Forbidden,
+    /// A change only groups have (members, title) asked of a direct conversation.
+    NotAGroup,
+    /// The group has `PYCHAT_GROUP_MAX_MEMBERS` members already.
+    GroupFull,
+    /// That user is not a member of the conversation.
+    MemberNotFound,
     /// A WebSocket ticket that is unknown, expired or already used.
     InvalidTicket,
     /// A WebSocket handshake from a page of an origin that may not open it.

@@ -58,14 +58,46 @@ pub fn endpoints() -> Vec<Endpoint> {
         at(Method::GET, "/api/ice-servers", ice::list),
         at(Method::GET, "/api/rooms/{name}", rooms::get),
         at(Method::GET, "/api/conversations", conversations::list),
+        at(Method::POST, "/api/conversations", conversations::create),
+        at(Method::GET, "/api/conversations/{id}", conversations::get),
+        at(
+            Method::PATCH,
+            "/api/conversations/{id}",
+            conversations::update,
+        ),
         at(
             Method::GET,
-            "/api/conversations/{username}/messages",
+            "/api/conversations/{id}/members",
+            conversations::members,
+        ),
+        at(
+            Method::POST,
+            "/api/conversations/{id}/members",
+            conversations::add_members,
+        ),
+        at(
+            Method::DELETE,
+            "/api/conversations/{id}/members/{username}",
+            conversations::remove_member,
+        ),
+        at(
+            Method::PATCH,
+            "/api/conversations/{id}/members/{username}",
+            conversations::set_role,
+        ),
+        at(
+            Method::POST,
+            "/api/conversations/{id}/leave",
+            conversations::leave,
+        ),
+        at(
+            Method::GET,
+            "/api/conversations/{id}/messages",
             conversations::messages,
         ),
         at(
             Method::POST,
-            "/api/conversations/{username}/read",
+            "/api/conversations/{id}/read",
             conversations::read,
         ),
     ]

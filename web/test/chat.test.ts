@@ -9,12 +9,15 @@ import {
   applyReadState,
   applyTyping,
   delivery,
+  describeChange,
   initialChatState,
   isTyping,
   sortedConversations,
+  targetOf,
   totalUnread,
   unreadUpTo,
 } from '../src/state/chat';
+import { initials } from '../src/ui/util';
 import { callStatus, type CallState } from '../src/call/call';
 import { comparePeerIds } from '../src/call/peer';
 
@@ -75,8 +78,8 @@ describe('chat state', () => {
   it('conversations sort most recent first; read state clears unread', () => {
     let s = initialChatState('me');
     s = applyConversations(s, [
-      { peer: user('old'), presence: { status: 'offline' }, last_message: m(1, 'old', 'me'), unread_count: 1, last_read_id: 0, peer_last_read_id: 0 },
-      { peer: user('new'), presence: { status: 'online' }, last_message: m(9, 'new', 'me'), unread_count: 3, last_read_id: 4, peer_last_read_id: 0 },
+      { id: 1, kind: 'direct', members_count: 2, role: 'member', peer: user('old'), presence: { status: 'offline' }, last_message: m(1, 'old', 'me'), unread_count: 1, last_read_id: 0, peer_last_read_id: 0 },
+      { id: 2, kind: 'direct', members_count: 2, role: 'member', peer: user('new'), presence: { status: 'online' }, last_message: m(9, 'new', 'me'), unread_count: 3, last_read_id: 4, peer_last_read_id: 0 },
     ]);
     expect(sortedConversations(s).map((c) => c.peer)).toEqual(['new', 'old']);
     s = addMessages(s, [m(10, 'old', 'me')]);
@@ -92,7 +95,7 @@ describe('chat state', () => {
   it('read ticks come from the server after a reload', () => {
     let s = initialChatState('me');
     s = applyConversations(s, [
-      { peer: user('bob'), presence: { status: 'online' }, last_message: m(7, 'me', 'bob'), unread_count: 0, last_read_id: 0, peer_last_read_id: 6 },
+      { id: 3, kind: 'direct', members_count: 2, role: 'member', peer: user('bob'), presence: { status: 'online' }, last_message: m(7, 'me', 'bob'), unread_count: 0, last_read_id: 0, peer_last_read_id: 6 },
     ]);
     expect(delivery(s, m(6, 'me', 'bob'))).toBe('read');
     expect(delivery(s, m(7, 'me', 'bob'))).toBe('sent');
@@ -104,6 +107,50 @@ describe('chat state', () => {
     expect(isTyping(s, 'bob', 5000)).toBe(false);
     s = addMessages(s, [m(1, 'bob', 'me')]);
     expect(isTyping(s, 'bob', 2000)).toBe(false);
+  });
+});
+
+describe('group state', () => {
+  const g = (id: number, from: string, extra: Partial<MessageView> = {}): MessageView => ({
+    id,
+    conversation_id: 7,
+    from,
+    kind: 'text',
+    body: `b${id}`,
+    client_msg_id: `g${id}`,
+    created_at: '2026-01-01T00:00:00Z',
+    ...extra,
+  });
+
+  it('keys a group by its id, counts only messages as unread, and follows its title', () => {
+    let s = initialChatState('me');
+    s = addMessages(s, [g(1, 'ann', { kind: 'group_created', body: '', title: 'Trip', subjects: ['me', 'bob'] })]);
+    expect(Object.keys(s.conversations)).toEqual(['#7']);
+    expect(s.conversations['#7']).toMatchObject({ kind: 'group', id: 7, displayName: 'Trip', unread: 0, member: true });
+    s = addMessages(s, [g(2, 'bob'), g(3, 'me'), g(4, 'ann')]);
+    // My own message at 3 means I have read what came before it.
+    expect(s.conversations['#7'].unread).toBe(1);
+    expect(unreadUpTo(s, '#7')).toBe(4);
+    s = addMessages(s, [g(5, 'ann', { kind: 'title_changed', body: '', title: 'Trip 2' })]);
+    expect(s.conversations['#7'].displayName).toBe('Trip 2');
+    expect(delivery(s, g(3, 'me'))).toBe('sent');
+    expect(targetOf('#7')).toEqual({ conversation_id: 7 });
+    expect(targetOf('bob')).toEqual({ to: 'bob' });
+  });
+
+  it('is read-only once I am removed, and says what changed', () => {
+    let s = initialChatState('me');
+    const removal = g(9, 'ann', { kind: 'member_removed', body: '', subjects: ['me'] });
+    s = addMessages(s, [g(8, 'ann'), removal]);
+    expect(s.conversations['#7'].member).toBe(false);
+    expect(describeChange('me', removal)).toBe('ann removed you');
+    expect(describeChange('me', g(10, 'me', { kind: 'members_added', subjects: ['bob', 'cid'] }))).toBe('You added bob, cid');
+    expect(describeChange('bob', g(11, 'ann', { kind: 'member_left', subjects: ['bob'] }))).toBe('ann left; you now own the group');
+  });
+
+  it('takes whole emoji for initials', () => {
+    expect(initials('Weekend 🏕️')).toBe('W🏕️');
+    expect(initials('ann')).toBe('A');
   });
 });
 

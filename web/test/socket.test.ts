@@ -100,7 +100,7 @@ describe('Socket', () => {
     s.start();
     await flush();
     last().hello();
-    const sent = s.sendMessage('peer', 'hello', 'c-ended');
+    const sent = s.sendMessage({ to: 'peer' }, 'hello', 'c-ended');
     last().close(4001);
     await expect(sent).rejects.toThrow();
     expect(ended).toBe(1);
@@ -152,7 +152,7 @@ describe('Socket', () => {
     s.start();
     await flush();
     last().hello();
-    const p = s.sendMessage('peer', 'hello', 'c-abc');
+    const p = s.sendMessage({ to: 'peer' }, 'hello', 'c-abc');
     const first = last().sends();
     expect(first).toHaveLength(1);
     expect(first[0]).toMatchObject({ type: 'send', to: 'peer', body: 'hello', client_msg_id: 'c-abc' });
@@ -177,8 +177,8 @@ describe('Socket', () => {
     const s = make();
     s.start();
     await flush();
-    const p1 = s.sendMessage('peer', 'one', 'c1');
-    const p2 = s.sendMessage('peer', 'two', 'c2');
+    const p1 = s.sendMessage({ to: 'peer' }, 'one', 'c1');
+    const p2 = s.sendMessage({ to: 'peer' }, 'two', 'c2');
     expect(last().sent).toHaveLength(0);
     last().hello();
     expect(last().sends().map((f) => f.client_msg_id)).toEqual(['c1', 'c2']);
@@ -193,8 +193,8 @@ describe('Socket', () => {
     s.start();
     await flush();
     last().hello();
-    const p1 = s.sendMessage('peer', 'x', 'c-same');
-    const p2 = s.sendMessage('peer', 'x', 'c-same');
+    const p1 = s.sendMessage({ to: 'peer' }, 'x', 'c-same');
+    const p2 = s.sendMessage({ to: 'peer' }, 'x', 'c-same');
     expect(s.queued).toBe(1);
     expect(new Set(last().sends().map((f) => f.client_msg_id))).toEqual(new Set(['c-same']));
     last().receive({ type: 'ack', message: msg(9, 'c-same', 'me') });
@@ -208,12 +208,12 @@ describe('Socket', () => {
     s.start();
     await flush();
     last().hello();
-    const bad = s.sendMessage('nobody', 'x', 'c-bad');
+    const bad = s.sendMessage({ to: 'nobody' }, 'x', 'c-bad');
     const badFrame = last().sends()[0];
     last().receive({ type: 'error', id: badFrame.id as string, code: 'user_not_found', message: 'no' });
     await expect(bad).rejects.toMatchObject({ code: 'user_not_found' });
 
-    const ok = s.sendMessage('peer', 'y', 'c-ok');
+    const ok = s.sendMessage({ to: 'peer' }, 'y', 'c-ok');
     const f = last().sends()[1];
     last().receive({ type: 'error', id: f.id as string, code: 'database_unavailable', message: 'later' });
     await vi.advanceTimersByTimeAsync(1000);
@@ -231,8 +231,8 @@ describe('Socket', () => {
     s.start();
     await flush();
     last().hello();
-    last().receive({ type: 'typing', from: 'peer' });
-    expect(typing).toHaveBeenCalledWith({ type: 'typing', from: 'peer' });
+    last().receive({ type: 'typing', conversation_id: 1, from: 'peer' });
+    expect(typing).toHaveBeenCalledWith({ type: 'typing', conversation_id: 1, from: 'peer' });
     await vi.advanceTimersByTimeAsync(21000);
     expect(last().sent.some((f) => f.type === 'ping')).toBe(true);
     s.stop();

@@ -22,12 +22,18 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::AlreadyInRoom
         | C::NotInRoom
         | C::SessionNotStarted
-        | C::Busy => StatusCode::CONFLICT,
-        C::NotRoomCreator | C::OriginNotAllowed | C::AccountDisabled => StatusCode::FORBIDDEN,
+        | C::Busy
+        | C::NotAGroup
+        | C::GroupFull => StatusCode::CONFLICT,
+        C::NotRoomCreator | C::OriginNotAllowed | C::AccountDisabled | C::Forbidden => {
+            StatusCode::FORBIDDEN
+        }
         C::InvalidBody | C::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        C::NotFound | C::UserNotFound | C::ConversationNotFound => StatusCode::NOT_FOUND,
+        C::NotFound | C::UserNotFound | C::ConversationNotFound | C::MemberNotFound => {
+            StatusCode::NOT_FOUND
+        }
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         C::UsernameTaken => StatusCode::CONFLICT,
         C::InvalidCredentials

@@ -6,7 +6,10 @@ use ts_rs::TS;
 
 use crate::accounts::UserView;
 use crate::calls::ice::{IceServer, IceServers};
-use crate::chat::{ConversationPage, ConversationView, HistoryPage, Presence, ReadState};
+use crate::chat::{
+    ConversationMember, ConversationPage, ConversationType, ConversationView, HistoryPage,
+    MemberList, Presence, ReadState,
+};
 use crate::error::{ErrorBody, ErrorDetail, FieldError};
 
 use super::auth::AuthResponse;
@@ -20,10 +23,13 @@ pub fn typescript() -> String {
         Presence::decl(&cfg),
         AuthResponse::decl(&cfg),
         UserList::decl(&cfg),
+        ConversationType::decl(&cfg),
         ConversationView::decl(&cfg),
         ConversationPage::decl(&cfg),
         HistoryPage::decl(&cfg),
         ReadState::decl(&cfg),
+        ConversationMember::decl(&cfg),
+        MemberList::decl(&cfg),
         IceServer::decl(&cfg),
         IceServers::decl(&cfg),
         ErrorBody::decl(&cfg),
@@ -33,7 +39,7 @@ pub fn typescript() -> String {
     let mut out = String::from(
         "// Generated from the REST API's Rust types (server/src/api/typescript.rs) by `cargo test -p pychat rest_types`.\n\
          // Do not edit: change the Rust types and run `PYCHAT_BLESS=1 cargo test -p pychat rest_types`.\n\n\
-         import type { ErrorCode, MessageView, PresenceStatus } from './protocol';\n\n",
+         import type { ErrorCode, MessageView, PresenceStatus, Role } from './protocol';\n\n",
     );
     for declaration in declarations {
         out.push_str("export ");

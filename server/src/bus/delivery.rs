@@ -213,8 +213,8 @@ fn read_gaps(shared: &Weak<Shared>, poll: bool, mut source: impl LogSource, nudg
     }
 }
 
-/// Hands each message to its recipient's and its sender's connections here (not the one it came
-/// from). The frames were serialised once, by the instance that stored them.
+/// Hands each event to its recipients' connections here (the sender's too, but not the one it
+/// came from). The frames were serialised once, by the instance that stored them.
 fn deliver(hub: &Hub, batches: Vec<LogBatch>) {
     for batch in batches {
         for entry in batch.entries {
@@ -222,9 +222,15 @@ fn deliver(hub: &Hub, batches: Vec<LogBatch>) {
                 id: entry.id,
                 text: entry.frame,
             };
-            hub.send_to_user(entry.recipient_id, &out, None);
             let except = (entry.except != 0).then_some(entry.except);
-            hub.send_to_user(entry.sender_id, &out, except);
+            for &user in entry.recipients.iter() {
+                let except = if user == entry.sender_id {
+                    except
+                } else {
+                    None
+                };
+                hub.send_to_user(user, &out, except);
+            }
         }
     }
 }

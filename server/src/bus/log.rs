@@ -6,6 +6,8 @@
 //! therefore tell a batch that follows on from one that skipped something, and read what was
 //! skipped from the database (see [`super::sequencer`]).
 
+use std::sync::Arc;
+
 use crate::ws::FrameText;
 use crate::ws::hub::ConnId;
 
@@ -14,7 +16,9 @@ use crate::ws::hub::ConnId;
 pub struct LogEntry {
     pub id: i64,
     pub sender_id: i64,
-    pub recipient_id: i64,
+    /// Everyone it goes to: the conversation's members who see it, the sender among them.
+    /// Shared by the entries of one conversation in a batch.
+    pub recipients: Arc<[i64]>,
     /// The sender's connection that sent it: it gets an ack, not a copy (0: none).
     pub except: ConnId,
     pub frame: FrameText,
@@ -49,7 +53,7 @@ impl LogBatch {
 }
 
 const BATCH_HEADER: usize = 4 + 8 + 8 + 4;
-const ENTRY_HEADER: usize = 8 + 8 + 8 + 8 + 4;
+const ENTRY_HEADER: usize = 8 + 8 + 4 + 8 + 4;
 
 /// The binary form published on the log channel: the publishing instance, then the batch.
 pub fn encode(origin: u32, batch: &LogBatch) -> Vec<u8> {
@@ -57,7 +61,7 @@ pub fn encode(origin: u32, batch: &LogBatch) -> Vec<u8> {
         + batch
             .entries
             .iter()
-            .map(|e| ENTRY_HEADER + e.frame.len())
+            .map(|e| ENTRY_HEADER + 8 * e.recipients.len() + e.frame.len())
             .sum::<usize>();
     let mut bytes = Vec::with_capacity(size);
     bytes.extend_from_slice(&origin.to_be_bytes());
@@ -71,7 +75,14 @@ pub fn encode(origin: u32, batch: &LogBatch) -> Vec<u8> {
     for entry in &batch.entries {
         bytes.extend_from_slice(&entry.id.to_be_bytes());
         bytes.extend_from_slice(&entry.sender_id.to_be_bytes());
-        bytes.extend_from_slice(&entry.recipient_id.to_be_bytes());
+        bytes.extend_from_slice(
+            &u32::try_from(entry.recipients.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        for recipient in entry.recipients.iter() {
+            bytes.extend_from_slice(&recipient.to_be_bytes());
+        }
         bytes.extend_from_slice(&entry.except.to_be_bytes());
         let text = entry.frame.as_bytes();
         bytes.extend_from_slice(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_be_bytes());
@@ -92,14 +103,20 @@ pub fn decode(bytes: &[u8]) -> Option<(u32, LogBatch)> {
     for _ in 0..count {
         let id = i64::from_be_bytes(reader.take()?);
         let sender_id = i64::from_be_bytes(reader.take()?);
-        let recipient_id = i64::from_be_bytes(reader.take()?);
+        let recipient_count = u32::from_be_bytes(reader.take()?) as usize;
+        if recipient_count > reader.bytes.len() / 8 {
+            return None;
+        }
+        let recipients = (0..recipient_count)
+            .map(|_| reader.take().map(i64::from_be_bytes))
+            .collect::<Option<Arc<[i64]>>>()?;
         let except = u64::from_be_bytes(reader.take()?);
         let len = u32::from_be_bytes(reader.take()?) as usize;
         let text = std::str::from_utf8(reader.slice(len)?).ok()?;
         entries.push(LogEntry {
             id,
             sender_id,
-            recipient_id,
+            recipients,
             except,
             frame: FrameText::from(text.to_owned()),
         });
@@ -141,7 +158,7 @@ mod tests {
         LogEntry {
             id,
             sender_id: 1,
-            recipient_id: 2,
+            recipients: Arc::from([1, 2, 3]),
             except: if id % 2 == 0 { 0 } else { 1 << 40 },
             frame: FrameText::from(format!(r#"{{"type":"message","id":{id},"body":"é👋"}}"#)),
         }

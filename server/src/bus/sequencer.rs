@@ -155,7 +155,7 @@ mod tests {
                 .map(|&id| LogEntry {
                     id,
                     sender_id: 1,
-                    recipient_id: 2,
+                    recipients: std::sync::Arc::from([1, 2]),
                     except: 0,
                     frame: FrameText::from(id.to_string()),
                 })

@@ -1,6 +1,7 @@
-//! Lookups for the hot path: user name ↔ id, and the direct conversation of a pair of users.
-//! Names never change and a direct conversation, once opened, never ends, so entries never go
-//! stale; each cache is simply emptied when it grows past its bound.
+//! Lookups for the hot path: user name ↔ id, the direct conversation of a pair of users, and what
+//! kind of conversation an id is. Names never change, a direct conversation, once opened, never
+//! ends, and a conversation never changes kind, so entries never go stale; each cache is simply
+//! emptied when it grows past its bound. (Membership changes: it is never cached.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,6 +18,26 @@ pub struct Directory {
     by_id: Arc<RwLock<HashMap<i64, String>>>,
     /// Pairs (smaller id first) and their direct conversation.
     direct: Arc<RwLock<HashMap<(i64, i64), i64>>>,
+    /// Conversations by id: a group, or the direct conversation of a pair.
+    kinds: Arc<RwLock<HashMap<i64, ConversationKind>>>,
+}
+
+/// What a conversation is, for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationKind {
+    /// Of these two users, smaller id first.
+    Direct(i64, i64),
+    Group,
+}
+
+impl ConversationKind {
+    /// In a direct conversation, the user who is not `user_id`.
+    pub fn peer_of(self, user_id: i64) -> Option<i64> {
+        match self {
+            Self::Direct(low, high) => Some(if low == user_id { high } else { low }),
+            Self::Group => None,
+        }
+    }
 }
 
 impl Directory {
@@ -26,6 +47,7 @@ impl Directory {
             by_name: Arc::default(),
             by_id: Arc::default(),
             direct: Arc::default(),
+            kinds: Arc::default(),
         }
     }
 
@@ -60,6 +82,30 @@ impl Directory {
             known.insert(pair, id);
         }
         Ok(found)
+    }
+
+    /// What conversation `id` is, or `None` if there is none.
+    pub async fn kind_of(&self, id: i64) -> Result<Option<ConversationKind>, AppError> {
+        if let Some(kind) = self.kinds.read().ok().and_then(|k| k.get(&id).copied()) {
+            return Ok(Some(kind));
+        }
+        let row = self
+            .db
+            .run(move |conn| Ok(conversations::find_many(conn, &[id])?.pop()))
+            .await?;
+        let kind = row.map(|row| match (row.direct_low, row.direct_high) {
+            (Some(low), Some(high)) => ConversationKind::Direct(low, high),
+            _ => ConversationKind::Group,
+        });
+        if let Some(kind) = kind
+            && let Ok(mut known) = self.kinds.write()
+        {
+            if known.len() >= MAX_ENTRIES {
+                known.clear();
+            }
+            known.insert(id, kind);
+        }
+        Ok(kind)
     }
 
     fn remember(&self, id: i64, name: &str) {

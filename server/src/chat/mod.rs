@@ -1,18 +1,23 @@
 //! Direct messages: the rules (who may send what to whom), group-committed storage, history,
 //! conversations, read positions, typing and presence. No actix types here.
 
+mod conversations;
 mod directory;
+pub mod membership;
 mod release_order;
 mod service;
 mod writer;
 
-pub use directory::Directory;
-pub use service::{
-    Chat, ChatLimits, ConversationPage, ConversationView, HistoryPage, Identity, ReadState, Replay,
+pub use conversations::{
+    ConversationMember, ConversationPage, ConversationType, ConversationView, GroupChange,
+    HistoryPage, MAX_TITLE_CHARS, MemberList, ReadState,
 };
+pub use directory::{ConversationKind, Directory};
+pub use membership::Role;
+pub use service::{Chat, ChatLimits, Identity, Replay, Target};
 pub use writer::{MAX_BATCH, MAX_WRITERS, MessageWriter, default_writers};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use ts_rs::TS;
 use utoipa::ToSchema;
@@ -24,6 +29,7 @@ pub const MAX_BODY_CHARS: usize = 4000;
 /// Longest `client_msg_id`.
 pub const MAX_CLIENT_MSG_ID_LEN: usize = 64;
 
+/// What an event of a conversation is: a message, or a change to the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
@@ -31,6 +37,18 @@ pub enum MessageKind {
     Text,
     /// Left by the server when a direct call went unanswered.
     MissedCall,
+    /// `from` made the group (titled `title`) with `subjects` as its first members.
+    GroupCreated,
+    /// `from` added `subjects`.
+    MembersAdded,
+    /// `from` removed `subjects`.
+    MemberRemoved,
+    /// `from` left; `subjects` (if any) owns the group from now on.
+    MemberLeft,
+    /// `from` gave `subjects` the role `role` (handing over ownership makes `from` an admin).
+    RoleChanged,
+    /// `from` renamed the group to `title`.
+    TitleChanged,
 }
 
 impl MessageKind {
@@ -38,48 +56,122 @@ impl MessageKind {
         match self {
             Self::Text => "text",
             Self::MissedCall => "missed_call",
+            Self::GroupCreated => "group_created",
+            Self::MembersAdded => "members_added",
+            Self::MemberRemoved => "member_removed",
+            Self::MemberLeft => "member_left",
+            Self::RoleChanged => "role_changed",
+            Self::TitleChanged => "title_changed",
         }
     }
 
     fn parse(stored: &str) -> Self {
         match stored {
             "missed_call" => Self::MissedCall,
+            "group_created" => Self::GroupCreated,
+            "members_added" => Self::MembersAdded,
+            "member_removed" => Self::MemberRemoved,
+            "member_left" => Self::MemberLeft,
+            "role_changed" => Self::RoleChanged,
+            "title_changed" => Self::TitleChanged,
             _ => Self::Text,
         }
     }
+
+    pub fn is_change(self) -> bool {
+        !matches!(self, Self::Text | Self::MissedCall)
+    }
 }
 
-/// A stored message as clients see it.
+/// What a change event stores in its body: who it is about, and the role or title it set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeDetails {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+impl ChangeDetails {
+    pub fn parse(body: &str) -> Self {
+        serde_json::from_str(body).unwrap_or_default()
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// An event of a conversation as clients see it: a stored message, or a change to the
+/// conversation (`kind` says which).
 #[derive(Debug, Clone, Serialize, TS, ToSchema, PartialEq, Eq)]
 pub struct MessageView {
     /// Server id: its seq in the event log, which increases monotonically across all
-    /// conversations; order a conversation by it.
+    /// conversations; order a conversation by it, resume after the highest seen.
     pub id: i64,
     /// The conversation it belongs to.
     pub conversation_id: i64,
     pub from: String,
-    pub to: String,
+    /// In a direct conversation: the other user. Absent in a group.
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     pub kind: MessageKind,
+    /// The text of a message; empty for a change.
     pub body: String,
-    /// The sender's idempotency key.
+    /// The sender's idempotency key (the server's own, starting with `~`, for changes).
     pub client_msg_id: String,
     /// Server time, UTC, RFC 3339.
     #[ts(type = "string")]
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// A change's users: added, removed, given a role, or the new owner.
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<Vec<String>>,
+    /// The role a `role_changed` gave.
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// A group's title, as created or renamed.
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 impl MessageView {
-    pub fn from_row(row: &EventRow, from: String, to: String) -> Self {
+    /// `to`: the other user of a direct conversation. `name` gives a user's name by id.
+    pub fn from_row(row: &EventRow, to: Option<i64>, name: impl Fn(i64) -> String) -> Self {
+        let kind = MessageKind::parse(&row.kind);
+        let (body, details) = if kind.is_change() {
+            (String::new(), ChangeDetails::parse(&row.body))
+        } else {
+            (row.body.clone(), ChangeDetails::default())
+        };
         Self {
             id: row.seq,
             conversation_id: row.conversation_id,
-            from,
-            to,
-            kind: MessageKind::parse(&row.kind),
-            body: row.body.clone(),
+            from: name(row.sender_id),
+            to: to.map(&name),
+            kind,
+            body,
             client_msg_id: row.client_msg_id.clone(),
             created_at: row.created_at.assume_utc(),
+            subjects: (!details.users.is_empty())
+                .then(|| details.users.iter().map(|&u| name(u)).collect()),
+            role: details.role,
+            title: details.title,
+        }
+    }
+
+    /// The users a change names (added, removed, promoted): their names must be known to show it.
+    pub fn subject_ids(row: &EventRow) -> Vec<i64> {
+        if MessageKind::parse(&row.kind).is_change() {
+            ChangeDetails::parse(&row.body).users
+        } else {
+            Vec::new()
         }
     }
 }

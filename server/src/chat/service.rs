@@ -1,15 +1,11 @@
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
 use tokio::sync::oneshot;
-use ts_rs::TS;
-use utoipa::ToSchema;
 
-use crate::accounts::UserView;
 use crate::bus::Bus;
 use crate::bus::delivery::{LogChannel, LogSource};
 use crate::bus::log::{LogBatch, LogEntry};
-use crate::db::events::{self, EventRow, NewEvent, PageCursor};
+use crate::db::events::{self, EventRow, NewEvent};
 use crate::db::{self, Db, DbConnection, conversations, users};
 use crate::error::{AppError, ErrorCode, FieldError};
 use crate::ws::hub::{ConnId, Outbound};
@@ -20,6 +16,22 @@ use super::{
     Directory, MAX_BODY_CHARS, MAX_CLIENT_MSG_ID_LEN, MessageKind, MessageView, MessageWriter,
     Presence, PresenceStatus,
 };
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// The direct conversation with this user, opened if it is the first message.
+    User(&'a str),
+    Conversation(i64),
+}
+
+/// What a non-member is told about a conversation: nothing, not even that it exists.
+pub(super) fn not_yours() -> AppError {
+    AppError::new(
+        ErrorCode::ConversationNotFound,
+        "no such conversation of yours",
+    )
+}
 
 /// Who is acting: always taken from the authenticated token, never from a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,41 +49,8 @@ pub struct ChatLimits {
     pub replay_max: i64,
     /// Message writer threads; `None`: the backend's default.
     pub message_writers: Option<usize>,
-}
-
-#[derive(Debug, Serialize, ToSchema, TS)]
-pub struct HistoryPage {
-    /// Oldest first.
-    pub messages: Vec<MessageView>,
-    /// Whether more messages lie beyond this page in the direction asked.
-    pub has_more: bool,
-}
-
-#[derive(Debug, Serialize, ToSchema, TS)]
-pub struct ConversationView {
-    pub peer: UserView,
-    pub presence: Presence,
-    pub last_message: MessageView,
-    pub unread_count: i64,
-    /// The newest message id the user has read in this conversation (0: none).
-    pub last_read_id: i64,
-    /// How far the peer has read the user's messages (0: none): "read" ticks after a reload.
-    pub peer_last_read_id: i64,
-}
-
-#[derive(Debug, Serialize, ToSchema, TS)]
-pub struct ConversationPage {
-    /// Most recent first.
-    pub conversations: Vec<ConversationView>,
-    /// Pass as `before` for the next page; absent on the last one.
-    pub next_before: Option<i64>,
-}
-
-#[derive(Debug, Serialize, ToSchema, TS, Clone)]
-pub struct ReadState {
-    pub peer: String,
-    pub up_to: i64,
-    pub unread: i64,
+    /// Most members of a group.
+    pub group_max_members: usize,
 }
 
 /// What a resuming connection is sent before live traffic.
@@ -82,14 +61,18 @@ pub enum Replay {
 
 #[derive(Clone)]
 pub struct Chat {
-    db: Db,
-    bus: Bus,
-    writer: MessageWriter,
-    directory: Directory,
-    limits: ChatLimits,
+    pub(super) db: Db,
+    pub(super) bus: Bus,
+    pub(super) writer: MessageWriter,
+    pub(super) directory: Directory,
+    pub(super) limits: ChatLimits,
 }
 
-fn field(field: &'static str, code: &'static str, message: impl Into<String>) -> AppError {
+pub(super) fn field(
+    field: &'static str,
+    code: &'static str,
+    message: impl Into<String>,
+) -> AppError {
     AppError::validation(vec![FieldError {
         field,
         code,
@@ -111,8 +94,15 @@ impl Chat {
             },
         );
         let cluster = bus.redis().is_some();
-        let writer =
-            MessageWriter::start(db.clone(), sink, cluster, log_start, limits.message_writers);
+        let writer = MessageWriter::start(
+            db.clone(),
+            directory.clone(),
+            sink,
+            cluster,
+            log_start,
+            limits.message_writers,
+            limits.group_max_members,
+        );
         Self {
             directory,
             db,
@@ -141,8 +131,8 @@ impl Chat {
         key: String,
     ) -> Result<Stored, AppError> {
         let conversation = self.open_direct(from.user_id, to.user_id).await?;
-        self.store(
-            NewEvent::new(
+        self.store(PendingMessage {
+            row: NewEvent::new(
                 conversation,
                 from.user_id,
                 kind.as_str(),
@@ -150,29 +140,29 @@ impl Chat {
                 key,
                 db::now(),
             ),
-            from.username.clone(),
-            to.user_id,
-            to.username.clone(),
-            None,
-        )
+            peer: Some(to.user_id),
+            change: None,
+            origin: None,
+            reply: None,
+        })
         .await
     }
 
     /// The direct conversation of two users, opened by `a` if they have none yet.
-    async fn open_direct(&self, a: i64, b: i64) -> Result<i64, AppError> {
+    pub(super) async fn open_direct(&self, a: i64, b: i64) -> Result<i64, AppError> {
         self.directory
             .direct_conversation(a, b, true)
             .await?
             .ok_or_else(|| AppError::internal("an opened conversation was not found"))
     }
 
-    /// Stores a direct message and returns it once committed. The same `client_msg_id` again
-    /// returns the original and stores nothing.
+    /// Stores a message and returns it once committed. The same `client_msg_id` again returns
+    /// the original and stores nothing.
     pub async fn send(
         &self,
         sender: &Identity,
         origin: Option<ConnId>,
-        to: &str,
+        target: Target<'_>,
         body: &str,
         client_msg_id: &str,
     ) -> Result<Stored, AppError> {
@@ -195,13 +185,24 @@ impl Chat {
                 format!("must be 1–{MAX_CLIENT_MSG_ID_LEN} bytes"),
             ));
         }
-        let (recipient_id, recipient_name) = self.directory.resolve(to).await?;
-        if recipient_id == sender.user_id {
-            return Err(field("to", "self", "cannot send a message to yourself"));
-        }
-        let conversation = self.open_direct(sender.user_id, recipient_id).await?;
-        self.store(
-            NewEvent::new(
+        let (conversation, peer) = match target {
+            Target::User(to) => {
+                let (recipient_id, _) = self.directory.resolve(to).await?;
+                if recipient_id == sender.user_id {
+                    return Err(field("to", "self", "cannot send a message to yourself"));
+                }
+                let conversation = self.open_direct(sender.user_id, recipient_id).await?;
+                (conversation, Some(recipient_id))
+            }
+            // Whether the sender is a member is checked by the writer, in the INSERT's own
+            // transaction: a member removed a moment ago cannot slip one in.
+            Target::Conversation(id) => match self.directory.kind_of(id).await? {
+                Some(kind) => (id, kind.peer_of(sender.user_id)),
+                None => return Err(not_yours()),
+            },
+        };
+        self.store(PendingMessage {
+            row: NewEvent::new(
                 conversation,
                 sender.user_id,
                 MessageKind::Text.as_str(),
@@ -209,39 +210,25 @@ impl Chat {
                 client_msg_id.to_string(),
                 db::now(),
             ),
-            sender.username.clone(),
-            recipient_id,
-            recipient_name,
+            peer,
+            change: None,
             origin,
-        )
+            reply: None,
+        })
         .await
     }
 
-    async fn store(
-        &self,
-        row: NewEvent,
-        sender_name: String,
-        recipient_id: i64,
-        recipient_name: String,
-        origin: Option<ConnId>,
-    ) -> Result<Stored, AppError> {
+    /// Hands an event to the writer and waits for its answer.
+    pub(super) async fn store(&self, mut pending: PendingMessage) -> Result<Stored, AppError> {
         let (reply, stored) = oneshot::channel();
-        self.writer
-            .store(PendingMessage {
-                row,
-                sender_name,
-                recipient_id,
-                recipient_name,
-                origin,
-                reply: Some(reply),
-            })
-            .await?;
+        pending.reply = Some(reply);
+        self.writer.store(pending).await?;
         stored
             .await
             .map_err(|_| AppError::internal("message writer dropped a reply"))?
     }
 
-    fn views(
+    pub(super) fn views(
         &self,
         conn: &mut DbConnection,
         rows: &[EventRow],
@@ -290,53 +277,11 @@ impl Chat {
             .await
     }
 
-    /// A page of the conversation between `user` and `peer`, oldest first.
-    pub async fn history(
-        &self,
-        user: &Identity,
-        peer: &str,
-        cursor: PageCursor,
-        limit: i64,
-    ) -> Result<HistoryPage, AppError> {
-        let (peer_id, _) = self.directory.resolve(peer).await?;
-        let Some(conversation) = self
-            .directory
-            .direct_conversation(user.user_id, peer_id, false)
-            .await?
-        else {
-            return Ok(HistoryPage {
-                messages: Vec::new(),
-                has_more: false,
-            });
-        };
-        let this = self.clone();
-        self.db
-            .run(move |conn| {
-                let upto = this.writer.visible_up_to()?;
-                let mut rows = events::page(conn, conversation, cursor, upto, limit + 1)?;
-                let has_more = rows.len() as i64 > limit;
-                if has_more {
-                    // The extra row lies beyond the page: the oldest when paging back, the
-                    // newest when paging forward.
-                    match cursor {
-                        PageCursor::After(_) => {
-                            rows.pop();
-                        }
-                        _ => {
-                            rows.remove(0);
-                        }
-                    }
-                }
-                Ok(HistoryPage {
-                    messages: this.views(conn, &rows)?,
-                    has_more,
-                })
-            })
-            .await
-    }
-
     /// Presence from whether the user is online and when they were last seen.
-    fn presence_of(online: bool, last_seen: Option<time::PrimitiveDateTime>) -> Presence {
+    pub(super) fn presence_of(
+        online: bool,
+        last_seen: Option<time::PrimitiveDateTime>,
+    ) -> Presence {
         if online {
             Presence {
                 status: PresenceStatus::Online,
@@ -365,184 +310,6 @@ impl Chat {
             }
         }
         online
-    }
-
-    /// The user's conversations, most recent first.
-    pub async fn conversations(
-        &self,
-        user: &Identity,
-        before: Option<i64>,
-        limit: usize,
-    ) -> Result<ConversationPage, AppError> {
-        let this = self.clone();
-        let user_id = user.user_id;
-        let mut page = self
-            .db
-            .run(move |conn| {
-                let upto = this.writer.visible_up_to()?;
-                let mine: HashMap<i64, i64> = conversations::memberships(conn, user_id)?
-                    .into_iter()
-                    .map(|m| (m.conversation_id, m.last_read_seq))
-                    .collect();
-                let ids: Vec<i64> = mine.keys().copied().collect();
-                // Only conversations with a message are listed, the most recent first.
-                let mut newest = events::newest_per_conversation(conn, &ids, upto)?;
-                newest.sort_by_key(|&(_, last)| std::cmp::Reverse(last));
-                if let Some(before) = before {
-                    newest.retain(|(_, last)| *last < before);
-                }
-                let more = newest.len() > limit;
-                newest.truncate(limit);
-                let ids: Vec<i64> = newest.iter().map(|(c, _)| *c).collect();
-                let pairs = conversations::direct_pairs(conn, &ids)?;
-                let peer_of = |conversation: &i64| {
-                    pairs
-                        .get(conversation)
-                        .map(|&(low, high)| if low == user_id { high } else { low })
-                };
-                let peer_ids: Vec<i64> = ids.iter().filter_map(peer_of).collect();
-                let last_ids: Vec<i64> = newest.iter().map(|(_, m)| *m).collect();
-                let mut last_messages: HashMap<i64, MessageView> = {
-                    let rows = events::find_many(conn, &last_ids)?;
-                    let views = this.views(conn, &rows)?;
-                    views.into_iter().map(|v| (v.id, v)).collect()
-                };
-                let mut profiles: HashMap<i64, users::User> = users::find_many(conn, &peer_ids)?
-                    .into_iter()
-                    .map(|u| (u.id, u))
-                    .collect();
-                let read_by_peer: HashMap<i64, i64> = conversations::members_of(conn, &ids)?
-                    .into_iter()
-                    .filter(|m| m.user_id != user_id)
-                    .map(|m| (m.conversation_id, m.last_read_seq))
-                    .collect();
-                let mut conversations = Vec::with_capacity(newest.len());
-                for (conversation, last_id) in &newest {
-                    let (Some(profile), Some(last_message)) = (
-                        peer_of(conversation).and_then(|peer| profiles.remove(&peer)),
-                        last_messages.remove(last_id),
-                    ) else {
-                        continue;
-                    };
-                    let last_read_id = mine.get(conversation).copied().unwrap_or(0);
-                    conversations.push(ConversationView {
-                        unread_count: events::unread_count(
-                            conn,
-                            *conversation,
-                            user_id,
-                            last_read_id,
-                        )?,
-                        presence: Self::presence_of(false, profile.last_seen_at),
-                        peer: UserView::from(&profile),
-                        last_message,
-                        last_read_id,
-                        peer_last_read_id: read_by_peer.get(conversation).copied().unwrap_or(0),
-                    });
-                }
-                let next_before = if more {
-                    newest.last().map(|(_, last)| *last)
-                } else {
-                    None
-                };
-                Ok(ConversationPage {
-                    conversations,
-                    next_before,
-                })
-            })
-            .await?;
-        let peers: Vec<i64> = page.conversations.iter().map(|c| c.peer.id).collect();
-        let online = self.online(&peers).await;
-        for conversation in &mut page.conversations {
-            if online.contains(&conversation.peer.id) {
-                conversation.presence = Self::presence_of(true, None);
-            }
-        }
-        Ok(page)
-    }
-
-    /// Moves `user`'s read position with `peer` forward, tells the peer (a read receipt) and the
-    /// user's own connections (the new unread count).
-    pub async fn mark_read(
-        &self,
-        user: &Identity,
-        peer: &str,
-        up_to: i64,
-    ) -> Result<ReadState, AppError> {
-        if up_to < 0 {
-            return Err(field("up_to", "invalid", "must be a message id"));
-        }
-        let (peer_id, peer_name) = self.directory.resolve(peer).await?;
-        let user_id = user.user_id;
-        let conversation = self
-            .directory
-            .direct_conversation(user_id, peer_id, false)
-            .await?;
-        let (position, unread, advanced) = match conversation {
-            // Nothing to read yet.
-            None => (0, 0, false),
-            Some(conversation) => {
-                self.db
-                    .run(move |conn| {
-                        // Never past the newest message: nobody reads the future.
-                        let newest = events::newest_in(conn, conversation)?.unwrap_or(0);
-                        let before = conversations::read_position(conn, conversation, user_id)?;
-                        let position = conversations::advance_read(
-                            conn,
-                            conversation,
-                            user_id,
-                            up_to.min(newest),
-                        )?;
-                        let unread = events::unread_count(conn, conversation, user_id, position)?;
-                        Ok((position, unread, position > before))
-                    })
-                    .await?
-            }
-        };
-        let state = ReadState {
-            peer: peer_name,
-            up_to: position,
-            unread,
-        };
-        if advanced {
-            let receipt = ServerFrame::ReadReceipt {
-                by: user.username.clone(),
-                up_to: position,
-            };
-            self.bus
-                .to_user(peer_id, &Outbound::Frame(receipt.to_text()), None);
-        }
-        let own = ServerFrame::ReadState {
-            peer: state.peer.clone(),
-            up_to: state.up_to,
-            unread: state.unread,
-        };
-        self.bus
-            .to_user(user_id, &Outbound::Frame(own.to_text()), None);
-        Ok(state)
-    }
-
-    /// Relays "typing" to `to`. Not stored; the caller throttles.
-    pub async fn typing(&self, from: &Identity, to: &str) -> Result<(), AppError> {
-        let (to_id, _) = self.directory.resolve(to).await?;
-        if to_id != from.user_id {
-            // Only someone you have a conversation with learns that you are typing.
-            let conversation = self
-                .directory
-                .direct_conversation(from.user_id, to_id, false)
-                .await?;
-            if conversation.is_none() {
-                return Err(AppError::new(
-                    ErrorCode::ConversationNotFound,
-                    format!("you have no conversation with {to:?} yet: send a message first"),
-                ));
-            }
-            let frame = ServerFrame::Typing {
-                from: from.username.clone(),
-            };
-            self.bus
-                .to_user(to_id, &Outbound::Frame(frame.to_text()), None);
-        }
-        Ok(())
     }
 
     /// Tells everyone who has a conversation with `user` that they came online or went offline.
@@ -641,26 +408,37 @@ impl Chat {
     }
 }
 
-/// Rows as clients see them, with the names of their senders and recipients, and each one's
-/// recipient (the other user of its direct conversation).
+/// Rows as clients see them (with the names of senders, direct peers and a change's users), and
+/// each one's recipients: the members who see it.
 fn addressed(
     directory: &Directory,
     conn: &mut DbConnection,
     rows: &[EventRow],
-) -> Result<Vec<(MessageView, i64)>, AppError> {
+) -> Result<Vec<(MessageView, Vec<i64>)>, AppError> {
     let mut conversation_ids: Vec<i64> = rows.iter().map(|r| r.conversation_id).collect();
     conversation_ids.sort_unstable();
     conversation_ids.dedup();
     let pairs = conversations::direct_pairs(conn, &conversation_ids)?;
-    let recipient = |row: &EventRow| {
+    let mut members: HashMap<i64, Vec<conversations::MemberRow>> = HashMap::new();
+    for member in conversations::all_members(conn, &conversation_ids)? {
+        members
+            .entry(member.conversation_id)
+            .or_default()
+            .push(member);
+    }
+    let peer = |row: &EventRow| {
         pairs
             .get(&row.conversation_id)
             .map(|&(low, high)| if row.sender_id == low { high } else { low })
-            .unwrap_or_default()
     };
     let mut ids: Vec<i64> = rows
         .iter()
-        .flat_map(|r| [r.sender_id, recipient(r)])
+        .flat_map(|r| {
+            let mut ids = MessageView::subject_ids(r);
+            ids.push(r.sender_id);
+            ids.extend(peer(r));
+            ids
+        })
         .collect();
     ids.sort_unstable();
     ids.dedup();
@@ -669,11 +447,16 @@ fn addressed(
     Ok(rows
         .iter()
         .map(|row| {
-            let to = recipient(row);
-            (
-                MessageView::from_row(row, name(row.sender_id), name(to)),
-                to,
-            )
+            let recipients = members
+                .get(&row.conversation_id)
+                .map(|all| {
+                    all.iter()
+                        .filter(|m| m.sees(row.seq))
+                        .map(|m| m.user_id)
+                        .collect()
+                })
+                .unwrap_or_default();
+            (MessageView::from_row(row, peer(row), name), recipients)
         })
         .collect())
 }
@@ -703,10 +486,10 @@ impl LogSource for StoredLog {
             let entries = rows
                 .iter()
                 .zip(addressed(directory, conn, &rows)?)
-                .map(|(row, (message, recipient_id))| LogEntry {
+                .map(|(row, (message, recipients))| LogEntry {
                     id: row.seq,
                     sender_id: row.sender_id,
-                    recipient_id,
+                    recipients: recipients.into(),
                     except: 0,
                     frame: ServerFrame::Message { message }.to_text(),
                 })

@@ -11,8 +11,11 @@
 //! visible later would be skipped for good. The rules (2 and 3 are kept by `release_order.rs`, a
 //! pure module with its own tests):
 //!
-//! 1. **Senders stay in order**: a message goes to the writer chosen by its sender, so one
-//!    sender's messages are stored one batch after another, in the order sent.
+//! 1. **Conversations stay in order**: an event goes to the writer chosen by its conversation,
+//!    so one conversation's events (a sender's messages, and the membership changes between
+//!    them) are stored one batch after another, in the order sent. A change to a conversation's
+//!    members or title is a batch of its own: every message is checked against the members as
+//!    they are in its own transaction, and goes to exactly those who are members then.
 //! 2. **Floors**: before a batch's INSERT starts, it is registered with the highest id any INSERT
 //!    has returned so far. Ids are handed out in increasing order of time (PostgreSQL's identity
 //!    sequence, which must keep the default CACHE 1; InnoDB's auto-increment counter, in any
@@ -57,14 +60,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::delivery::LogSink;
 use crate::bus::log::{LogBatch, LogEntry};
+use crate::db::conversations::{self, MemberRow};
 use crate::db::events::{self, EventRow, NewEvent};
 use crate::db::{self, Backend, Db, DbConnection};
 use crate::error::{AppError, ErrorCode};
 use crate::ws::hub::ConnId;
 use crate::ws::protocol::ServerFrame;
 
-use super::MessageView;
+use super::membership::{self, Change, Member, MemberUpdate, Role};
 use super::release_order::{ReleaseOrder, Released};
+use super::{Directory, MessageView};
 
 /// Most rows in one INSERT (8 binds each stays far below every backend's limit). A batch's
 /// fan-out lands on a recipient's queue at once (one release can carry a batch from each
@@ -81,12 +86,13 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 /// How often a writer asks again whether an in-doubt batch was stored.
 const IN_DOUBT_RETRY: Duration = Duration::from_millis(200);
 
+/// An event waiting to be stored: a message, or a change to its conversation.
 pub struct PendingMessage {
     pub row: NewEvent,
-    pub sender_name: String,
-    /// The other user of the direct conversation.
-    pub recipient_id: i64,
-    pub recipient_name: String,
+    /// In a direct conversation: the other user (the message's `to`).
+    pub peer: Option<i64>,
+    /// What the event changes (members, roles, title), checked and applied in its transaction.
+    pub change: Option<Change>,
     /// The connection that sent it gets an ack, not a copy.
     pub origin: Option<ConnId>,
     /// Taken when the sender is answered (an in-doubt batch answers before its release).
@@ -126,6 +132,8 @@ struct Watermark {
 /// What the writer threads share.
 struct Shared {
     db: Db,
+    directory: Directory,
+    max_members: usize,
     log: LogSink,
     cluster: bool,
     order: Mutex<ReleaseOrder<Release>>,
@@ -143,7 +151,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl MessageWriter {
     /// Starts `writers` writer threads (one with SQLite or several instances, `cluster`). They
     /// end when every handle is dropped. `start`: the newest id when the log's delivery started.
-    pub fn start(db: Db, log: LogSink, cluster: bool, start: i64, writers: Option<usize>) -> Self {
+    pub fn start(
+        db: Db,
+        directory: Directory,
+        log: LogSink,
+        cluster: bool,
+        start: i64,
+        writers: Option<usize>,
+        max_members: usize,
+    ) -> Self {
         let writers = if cluster || db.backend() == Backend::Sqlite {
             1
         } else {
@@ -159,6 +175,8 @@ impl MessageWriter {
         });
         let shared = Arc::new(Shared {
             db,
+            directory,
+            max_members,
             log,
             cluster,
             order: Mutex::new(ReleaseOrder::new(start)),
@@ -186,7 +204,8 @@ impl MessageWriter {
 
     pub async fn store(&self, pending: PendingMessage) -> Result<(), AppError> {
         let count = u64::try_from(self.queues.len()).unwrap_or(1).max(1);
-        let index = usize::try_from(pending.row.sender_id.unsigned_abs() % count).unwrap_or(0);
+        let index =
+            usize::try_from(pending.row.conversation_id.unsigned_abs() % count).unwrap_or(0);
         self.queues[index]
             .send(pending)
             .await
@@ -219,10 +238,20 @@ impl MessageWriter {
 fn run(shared: &Shared, mut rx: mpsc::Receiver<PendingMessage>) {
     start_order(shared);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    // A change that arrived while a batch of messages was filling: the next batch, alone.
+    let mut next_change: Option<PendingMessage> = None;
+    loop {
+        let Some(first) = next_change.take().or_else(|| rx.blocking_recv()) else {
+            break;
+        };
+        let alone = first.change.is_some();
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        while !alone && batch.len() < MAX_BATCH {
             match rx.try_recv() {
+                Ok(next) if next.change.is_some() => {
+                    next_change = Some(next);
+                    break;
+                }
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
@@ -230,15 +259,9 @@ fn run(shared: &Shared, mut rx: mpsc::Receiver<PendingMessage>) {
         let slot = Slot::register(shared);
         let (prev, results) = match write_batch(shared, &mut batch, &slot) {
             Written::Done { prev, results } => (prev, results),
-            Written::InDoubt { prev, ids } => {
-                let stored = settle_in_doubt(shared, &mut batch, &ids, &mut rx);
-                let rows: Vec<NewEvent> = batch.iter().map(|p| p.row.clone()).collect();
-                (
-                    prev,
-                    batch_results(&rows, stored, || {
-                        AppError::database_unavailable("the commit did not store it")
-                    }),
-                )
+            Written::InDoubt { prev, rows } => {
+                let results = settle_in_doubt(shared, &mut batch, rows, &mut rx);
+                (prev, results)
             }
         };
         let releases = prepare(&mut batch, results, prev);
@@ -252,11 +275,11 @@ fn run(shared: &Shared, mut rx: mpsc::Receiver<PendingMessage>) {
 fn settle_in_doubt(
     shared: &Shared,
     batch: &mut [PendingMessage],
-    ids: &[i64],
+    sent: Vec<StoredRow>,
     rx: &mut mpsc::Receiver<PendingMessage>,
-) -> Vec<EventRow> {
+) -> Vec<RowResult> {
     tracing::warn!(
-        messages = ids.len(),
+        messages = sent.len(),
         "a commit's outcome is unknown; finding out which messages were stored"
     );
     for pending in batch.iter_mut() {
@@ -266,18 +289,26 @@ fn settle_in_doubt(
             )));
         }
     }
+    let seqs: Vec<i64> = sent.iter().map(|r| r.row.seq).collect();
     loop {
         match shared
             .db
-            .with_connection(|conn| Ok(events::find_many(conn, ids)?))
+            .with_connection(|conn| Ok(events::find_many(conn, &seqs)?))
         {
             Ok(rows) => {
                 tracing::info!(
                     stored = rows.len(),
-                    of = ids.len(),
+                    of = seqs.len(),
                     "settled an in-doubt commit"
                 );
-                return rows;
+                let stored: Vec<StoredRow> = sent
+                    .into_iter()
+                    .filter(|s| rows.iter().any(|r| r.seq == s.row.seq))
+                    .collect();
+                let rows: Vec<NewEvent> = batch.iter().map(|p| p.row.clone()).collect();
+                return batch_results(&rows, stored, || {
+                    AppError::database_unavailable("the commit did not store it")
+                });
             }
             Err(err) => tracing::debug!(error = %err, "in-doubt commit not settled yet"),
         }
@@ -333,10 +364,10 @@ impl<'a> Slot<'a> {
     }
 
     /// The INSERT returned these ids (not yet committed): the floor rises to just below them.
-    fn inserted(&self, rows: &[EventRow]) {
+    fn inserted(&self, rows: &[StoredRow]) {
         if let (Some(lowest), Some(highest)) = (
-            rows.iter().map(|r| r.seq).min(),
-            rows.iter().map(|r| r.seq).max(),
+            rows.iter().map(|r| r.row.seq).min(),
+            rows.iter().map(|r| r.row.seq).max(),
         ) {
             lock(&self.shared.order).inserted(self.number, lowest, highest);
         }
@@ -399,7 +430,7 @@ fn deliver(shared: &Shared, ready: Released<Release>) {
             entries.push(LogEntry {
                 id: stored.message.id,
                 sender_id: to.sender_id,
-                recipient_id: to.recipient_id,
+                recipients: to.recipients.clone(),
                 except: to.except,
                 frame: ServerFrame::Message {
                     message: stored.message.clone(),
@@ -426,14 +457,24 @@ fn deliver(shared: &Shared, ready: Released<Release>) {
     }
 }
 
-type RowResult = Result<(EventRow, bool), AppError>;
+/// A row as stored, with what its release needs: its view, and who it goes to.
+#[derive(Clone)]
+struct StoredRow {
+    row: EventRow,
+    /// False for a retry answered with the original.
+    created: bool,
+    view: MessageView,
+    recipients: Arc<[i64]>,
+}
+
+type RowResult = Result<StoredRow, AppError>;
 
 /// What became of a batch.
 enum Written {
     /// Committed, or nothing was stored. `prev`: in a cluster, the newest id committed before it.
     Done { prev: i64, results: Vec<RowResult> },
-    /// The COMMIT was sent and its answer lost: rows with these ids are stored, or none is.
-    InDoubt { prev: i64, ids: Vec<i64> },
+    /// The COMMIT was sent and its answer lost: these rows are stored, or none is.
+    InDoubt { prev: i64, rows: Vec<StoredRow> },
 }
 
 /// Stores the batch and commits it.
@@ -442,10 +483,9 @@ fn write_batch(shared: &Shared, batch: &mut [PendingMessage], slot: &Slot<'_>) -
     for pending in batch.iter_mut() {
         pending.row.created_at = now;
     }
-    let rows: Vec<NewEvent> = batch.iter().map(|p| p.row.clone()).collect();
     let outcome = shared
         .db
-        .with_connection(|conn| Ok(store_rows(conn, &rows, shared.cluster, slot)));
+        .with_connection(|conn| Ok(store_rows(shared, conn, batch, slot)));
     match outcome {
         Ok(written) => written,
         Err(err) => Written::Done {
@@ -470,66 +510,276 @@ fn refused_a_row(err: &DieselError) -> bool {
     )
 }
 
-/// One transaction (under the cluster lock when there are other instances): the whole batch in
-/// one INSERT, or, when a row is refused, row by row in a second transaction.
-fn store_rows(
+/// Who may do what in the batch's conversations, read in the batch's transaction.
+struct Checked {
+    /// Per row: what it changes, or why it may not be stored.
+    verdicts: Vec<Result<Vec<MemberUpdate>, AppError>>,
+    /// The current members of the batch's conversations.
+    members: HashMap<i64, Vec<MemberRow>>,
+}
+
+/// Reads the members of the batch's conversations and checks each row against them: a message
+/// needs its sender to be a member; a change must be allowed by `membership::plan`.
+fn check(
+    shared: &Shared,
     conn: &mut DbConnection,
-    rows: &[NewEvent],
-    cluster: bool,
+    batch: &[PendingMessage],
+) -> diesel::QueryResult<Checked> {
+    let mut ids: Vec<i64> = batch.iter().map(|p| p.row.conversation_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut members: HashMap<i64, Vec<MemberRow>> = HashMap::new();
+    for member in conversations::current_members(conn, &ids)? {
+        members
+            .entry(member.conversation_id)
+            .or_default()
+            .push(member);
+    }
+    let is_group = match batch.first() {
+        Some(pending) if pending.change.is_some() => conversations::find_many(conn, &ids)?
+            .first()
+            .is_some_and(|c| c.is_group()),
+        _ => false,
+    };
+    let verdicts = batch
+        .iter()
+        .map(|pending| {
+            let current: Vec<Member> = members
+                .get(&pending.row.conversation_id)
+                .map(|rows| {
+                    rows.iter()
+                        .map(|m| Member {
+                            user_id: m.user_id,
+                            role: Role::parse(&m.role),
+                            joined_seq: m.joined_seq,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            match &pending.change {
+                Some(change) => membership::plan(
+                    change,
+                    pending.row.sender_id,
+                    &current,
+                    is_group,
+                    shared.max_members,
+                ),
+                None if current.iter().any(|m| m.user_id == pending.row.sender_id) => {
+                    Ok(Vec::new())
+                }
+                None => Err(AppError::new(
+                    ErrorCode::ConversationNotFound,
+                    "no such conversation of yours",
+                )),
+            }
+        })
+        .collect();
+    Ok(Checked { verdicts, members })
+}
+
+/// Applies a change's member updates (and a new title) with its stored event `seq`, and returns
+/// who gets the event: the members after it, and whoever it removed.
+fn apply_change(
+    conn: &mut DbConnection,
+    pending: &PendingMessage,
+    updates: &[MemberUpdate],
+    seq: i64,
+    members: &[MemberRow],
+) -> diesel::QueryResult<Vec<i64>> {
+    let conversation = pending.row.conversation_id;
+    let mut recipients: Vec<i64> = members.iter().map(|m| m.user_id).collect();
+    for update in updates {
+        match *update {
+            MemberUpdate::Join { user, role } => {
+                conversations::join(
+                    conn,
+                    conversation,
+                    user,
+                    role.as_str(),
+                    seq,
+                    pending.row.created_at,
+                )?;
+                recipients.push(user);
+            }
+            MemberUpdate::Leave { user } => conversations::leave(conn, conversation, user, seq)?,
+            MemberUpdate::SetRole { user, role } => {
+                conversations::set_role(conn, conversation, user, role.as_str())?;
+            }
+        }
+    }
+    if let Some(Change::Rename { title }) = &pending.change {
+        conversations::set_title(conn, conversation, title)?;
+    }
+    recipients.sort_unstable();
+    recipients.dedup();
+    Ok(recipients)
+}
+
+/// The stored rows with their views (names from the directory) and recipients.
+fn finish(
+    shared: &Shared,
+    conn: &mut DbConnection,
+    batch: &[PendingMessage],
+    checked: &Checked,
+    stored: Vec<(EventRow, bool)>,
+) -> diesel::QueryResult<Vec<StoredRow>> {
+    let mut recipients_of: HashMap<i64, Arc<[i64]>> = HashMap::new();
+    let mut finished = Vec::with_capacity(stored.len());
+    let mut names_needed: Vec<i64> = Vec::new();
+    for (row, _) in &stored {
+        names_needed.push(row.sender_id);
+        names_needed.extend(MessageView::subject_ids(row));
+    }
+    names_needed.extend(batch.iter().filter_map(|p| p.peer));
+    names_needed.sort_unstable();
+    names_needed.dedup();
+    let names = shared.directory.names(conn, &names_needed)?;
+    let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+    for (row, created) in stored {
+        let Some((index, pending)) = batch.iter().enumerate().find(|(_, p)| {
+            p.row.sender_id == row.sender_id && p.row.client_msg_id == row.client_msg_id
+        }) else {
+            continue;
+        };
+        let members = checked
+            .members
+            .get(&row.conversation_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let recipients = match (&pending.change, &checked.verdicts[index]) {
+            (Some(_), Ok(updates)) if created => {
+                Arc::from(apply_change(conn, pending, updates, row.seq, members)?)
+            }
+            _ => recipients_of
+                .entry(row.conversation_id)
+                .or_insert_with(|| members.iter().map(|m| m.user_id).collect())
+                .clone(),
+        };
+        let view = MessageView::from_row(&row, pending.peer, name);
+        finished.push(StoredRow {
+            row,
+            created,
+            view,
+            recipients,
+        });
+    }
+    Ok(finished)
+}
+
+/// One transaction (under the cluster lock when there are other instances): the members read
+/// and every row checked, then the allowed rows in one INSERT, or, when a row is refused, row by
+/// row in a second transaction.
+fn store_rows(
+    shared: &Shared,
+    conn: &mut DbConnection,
+    batch: &[PendingMessage],
     slot: &Slot<'_>,
 ) -> Written {
-    let mut sent_commit: Option<(i64, Vec<i64>)> = None;
+    let rows: Vec<NewEvent> = batch.iter().map(|p| p.row.clone()).collect();
+    let cluster = shared.cluster;
+    let mut sent_commit: Option<(i64, Vec<StoredRow>)> = None;
+    let mut refusals: Vec<Option<AppError>> = Vec::new();
     let attempt = events::in_write_order(conn, cluster, |conn| {
         let prev = newest_before(conn, cluster)?;
-        let stored = events::insert_batch(conn, rows)?;
+        let checked = check(shared, conn, batch)?;
+        refusals = checked.verdicts.iter().map(|v| v.clone().err()).collect();
+        let allowed: Vec<NewEvent> = rows
+            .iter()
+            .zip(&refusals)
+            .filter(|(_, refused)| refused.is_none())
+            .map(|(row, _)| row.clone())
+            .collect();
+        let inserted = if allowed.is_empty() {
+            Vec::new()
+        } else {
+            events::insert_batch(conn, &allowed)?
+        };
+        let stored = finish(
+            shared,
+            conn,
+            batch,
+            &checked,
+            inserted.into_iter().map(|r| (r, true)).collect(),
+        )?;
         slot.inserted(&stored);
-        sent_commit = Some((prev, stored.iter().map(|r| r.seq).collect()));
+        sent_commit = Some((prev, stored.clone()));
         Ok((prev, stored))
     });
     match attempt {
         Ok((prev, stored)) => Written::Done {
             prev,
-            results: batch_results(rows, stored, || {
-                AppError::internal("inserted message not read back")
-            }),
+            results: with_refusals(
+                batch_results(&rows, stored, || {
+                    AppError::internal("inserted message not read back")
+                }),
+                refusals,
+            ),
         },
         Err(_) if sent_commit.is_some() => in_doubt(sent_commit),
         Err(err) if refused_a_row(&err) => {
             tracing::debug!(error = %err, "batch insert refused; inserting row by row");
-            store_one_by_one(conn, rows, cluster, slot)
+            store_one_by_one(shared, conn, batch, &rows, slot)
         }
-        Err(err) => unavailable(rows, &err),
+        Err(err) => unavailable(&rows, &err),
     }
+}
+
+/// A row's refusal (by the membership check) in place of its result.
+fn with_refusals(results: Vec<RowResult>, refusals: Vec<Option<AppError>>) -> Vec<RowResult> {
+    results
+        .into_iter()
+        .zip(refusals.into_iter().chain(std::iter::repeat(None)))
+        .map(|(result, refused)| match refused {
+            Some(err) => Err(err),
+            None => result,
+        })
+        .collect()
 }
 
 /// The rows of a batch that was refused, each on its own (in one transaction, each INSERT in a
 /// savepoint so that a refused row leaves the others be).
 fn store_one_by_one(
+    shared: &Shared,
     conn: &mut DbConnection,
+    batch: &[PendingMessage],
     rows: &[NewEvent],
-    cluster: bool,
     slot: &Slot<'_>,
 ) -> Written {
-    let mut sent_commit: Option<(i64, Vec<i64>)> = None;
+    let cluster = shared.cluster;
+    let mut sent_commit: Option<(i64, Vec<StoredRow>)> = None;
     let attempt = events::in_write_order(conn, cluster, |conn| {
         let prev = newest_before(conn, cluster)?;
-        let mut results = Vec::with_capacity(rows.len());
-        for row in rows {
-            results.push(insert_one(conn, row)?);
+        let checked = check(shared, conn, batch)?;
+        let mut outcomes: Vec<Result<(EventRow, bool), AppError>> = Vec::with_capacity(rows.len());
+        for (row, verdict) in rows.iter().zip(&checked.verdicts) {
+            outcomes.push(match verdict {
+                Ok(_) => insert_one(conn, row)?,
+                Err(err) => Err(err.clone()),
+            });
         }
-        let created: Vec<EventRow> = results
-            .iter()
-            .filter_map(|r| match r {
-                Ok((row, true)) => Some(row.clone()),
-                _ => None,
-            })
-            .collect();
+        let stored = finish(
+            shared,
+            conn,
+            batch,
+            &checked,
+            outcomes.iter().filter_map(|o| o.clone().ok()).collect(),
+        )?;
+        let created: Vec<StoredRow> = stored.iter().filter(|s| s.created).cloned().collect();
         slot.inserted(&created);
-        sent_commit = Some((prev, created.iter().map(|r| r.seq).collect()));
-        Ok((prev, results))
+        sent_commit = Some((prev, created));
+        let errors: Vec<Option<AppError>> = outcomes.into_iter().map(Result::err).collect();
+        Ok((prev, stored, errors))
     });
     match attempt {
-        Ok((prev, results)) => Written::Done { prev, results },
+        Ok((prev, stored, errors)) => Written::Done {
+            prev,
+            results: with_refusals(
+                batch_results(rows, stored, || {
+                    AppError::internal("inserted message not read back")
+                }),
+                errors,
+            ),
+        },
         Err(_) if sent_commit.is_some() => in_doubt(sent_commit),
         Err(err) => unavailable(rows, &err),
     }
@@ -545,9 +795,9 @@ fn newest_before(conn: &mut DbConnection, cluster: bool) -> diesel::QueryResult<
     }
 }
 
-fn in_doubt(sent_commit: Option<(i64, Vec<i64>)>) -> Written {
-    let (prev, ids) = sent_commit.unwrap_or_default();
-    Written::InDoubt { prev, ids }
+fn in_doubt(sent_commit: Option<(i64, Vec<StoredRow>)>) -> Written {
+    let (prev, rows) = sent_commit.unwrap_or_default();
+    Written::InDoubt { prev, rows }
 }
 
 fn unavailable(rows: &[NewEvent], err: &DieselError) -> Written {
@@ -562,18 +812,17 @@ fn unavailable(rows: &[NewEvent], err: &DieselError) -> Written {
 /// that has none.
 fn batch_results(
     rows: &[NewEvent],
-    stored: Vec<EventRow>,
+    stored: Vec<StoredRow>,
     missing: impl Fn() -> AppError,
 ) -> Vec<RowResult> {
-    let mut by_key: HashMap<(i64, String), EventRow> = stored
+    let mut by_key: HashMap<(i64, String), StoredRow> = stored
         .into_iter()
-        .map(|row| ((row.sender_id, row.client_msg_id.clone()), row))
+        .map(|s| ((s.row.sender_id, s.row.client_msg_id.clone()), s))
         .collect();
     rows.iter()
         .map(|row| {
             by_key
                 .remove(&(row.sender_id, row.client_msg_id.clone()))
-                .map(|row| (row, true))
                 .ok_or_else(&missing)
         })
         .collect()
@@ -581,7 +830,10 @@ fn batch_results(
 
 /// One row inside the row-by-row transaction: the stored original for a retry, else a new row.
 /// A row refused by a constraint gets its own error; a failing database fails the transaction.
-fn insert_one(conn: &mut DbConnection, row: &NewEvent) -> diesel::QueryResult<RowResult> {
+fn insert_one(
+    conn: &mut DbConnection,
+    row: &NewEvent,
+) -> diesel::QueryResult<Result<(EventRow, bool), AppError>> {
     if let Some(existing) = events::find_by_client_id(conn, row.sender_id, &row.client_msg_id)? {
         return Ok(Ok((existing, false)));
     }
@@ -610,63 +862,50 @@ fn insert_one(conn: &mut DbConnection, row: &NewEvent) -> diesel::QueryResult<Ro
     }
 }
 
-/// One sender's answer (and, for a new message, its log entry), waiting for its turn.
+/// One sender's answer (and, for a new event, its log entry), waiting for its turn.
 struct Release {
-    /// Where it goes in the release order: its id; an error (nothing stored) at once.
+    /// Where it goes in the release order: its seq; an error (nothing stored) at once.
     order_key: i64,
     reply: Option<oneshot::Sender<Result<Stored, AppError>>>,
     outcome: Result<Stored, AppError>,
-    /// For a new message: where it goes in the log.
+    /// For a new event: where it goes in the log.
     log: Option<LogTarget>,
 }
 
-/// Who a new message is for, and (in a cluster) the newest id its commit followed on.
+/// Who a new event is for, and (in a cluster) the newest id its commit followed on.
 struct LogTarget {
     sender_id: i64,
-    recipient_id: i64,
+    recipients: Arc<[i64]>,
     except: ConnId,
     prev: i64,
 }
 
-/// Pairs each message with its outcome, in id order.
+/// Pairs each event with its outcome, in seq order.
 fn prepare(batch: &mut Vec<PendingMessage>, results: Vec<RowResult>, prev: i64) -> Vec<Release> {
     let mut releases: Vec<Release> = batch
         .drain(..)
         .zip(results)
-        .map(|(pending, result)| {
-            let PendingMessage {
-                sender_name,
-                recipient_id,
-                recipient_name,
-                origin,
-                reply,
-                ..
-            } = pending;
-            match result {
-                Ok((row, created)) => {
-                    let log = created.then_some(LogTarget {
-                        sender_id: row.sender_id,
-                        recipient_id,
-                        except: origin.unwrap_or(0),
-                        prev,
-                    });
-                    Release {
-                        order_key: row.seq,
-                        reply,
-                        outcome: Ok(Stored {
-                            message: MessageView::from_row(&row, sender_name, recipient_name),
-                            created,
-                        }),
-                        log,
-                    }
-                }
-                Err(err) => Release {
-                    order_key: ReleaseOrder::<Release>::AT_ONCE,
-                    reply,
-                    outcome: Err(err),
-                    log: None,
-                },
-            }
+        .map(|(pending, result)| match result {
+            Ok(stored) => Release {
+                order_key: stored.row.seq,
+                reply: pending.reply,
+                log: stored.created.then(|| LogTarget {
+                    sender_id: stored.row.sender_id,
+                    recipients: stored.recipients,
+                    except: pending.origin.unwrap_or(0),
+                    prev,
+                }),
+                outcome: Ok(Stored {
+                    message: stored.view,
+                    created: stored.created,
+                }),
+            },
+            Err(err) => Release {
+                order_key: ReleaseOrder::<Release>::AT_ONCE,
+                reply: pending.reply,
+                outcome: Err(err),
+                log: None,
+            },
         })
         .collect();
     releases.sort_by_key(|r| r.order_key);

@@ -305,7 +305,10 @@ pub fn find_many(conn: &mut DbConnection, seqs: &[i64]) -> QueryResult<Vec<Event
         .load(conn)
 }
 
-/// Events of the conversation newer than `last_read` that `user_id` did not send.
+/// The kinds of events users write (and missed calls): what unread counts count.
+pub const MESSAGE_KINDS: &[&str] = &["text", "missed_call"];
+
+/// Messages of the conversation newer than `last_read` that `user_id` did not send.
 pub fn unread_count(
     conn: &mut DbConnection,
     conversation_id: i64,
@@ -316,6 +319,7 @@ pub fn unread_count(
         .filter(events::conversation_id.eq(conversation_id))
         .filter(events::seq.gt(last_read))
         .filter(events::sender_id.ne(user_id))
+        .filter(events::kind.eq_any(MESSAGE_KINDS))
         .select(count_star())
         .first(conn)
 }

@@ -10,7 +10,7 @@ use crate::chat::{MessageView, PresenceStatus};
 use crate::error::ErrorCode;
 
 /// Bumped when a change would break existing clients.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Longest accepted client-chosen frame `id`.
 pub const MAX_FRAME_ID_LEN: usize = 64;
@@ -28,20 +28,39 @@ pub struct ClientEnvelope {
 #[derive(Debug, Deserialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
-    /// Send a direct message. Retrying with the same `client_msg_id` never stores it twice.
+    /// Send a message to a conversation (`conversation_id`), or to a user (`to`: their direct
+    /// conversation, opened by the first message). Retrying with the same `client_msg_id`
+    /// never stores it twice.
     Send {
-        to: String,
+        #[ts(optional)]
+        #[serde(default)]
+        conversation_id: Option<i64>,
+        #[ts(optional)]
+        #[serde(default)]
+        to: Option<String>,
         body: String,
         client_msg_id: String,
     },
-    /// Mark the conversation with `peer` read up to message `up_to`.
+    /// Mark a conversation (`conversation_id`, or the direct one with `peer`) read up to
+    /// message `up_to`.
     Read {
-        peer: String,
+        #[ts(optional)]
+        #[serde(default)]
+        conversation_id: Option<i64>,
+        #[ts(optional)]
+        #[serde(default)]
+        peer: Option<String>,
         up_to: i64,
     },
-    /// The user is typing to `to`. Relayed (throttled), never stored.
+    /// The user is typing in a conversation (`conversation_id`, or the direct one with `to`).
+    /// Relayed (throttled), never stored.
     Typing {
-        to: String,
+        #[ts(optional)]
+        #[serde(default)]
+        conversation_id: Option<i64>,
+        #[ts(optional)]
+        #[serde(default)]
+        to: Option<String>,
     },
     /// Application-level keep-alive; answered with `pong`.
     Ping {},
@@ -158,19 +177,25 @@ pub enum ServerFrame {
     ResyncRequired {
         newest_id: i64,
     },
-    /// `by` has read this user's messages up to `up_to`.
+    /// `by` (the peer of a direct conversation) has read this user's messages up to `up_to`.
     ReadReceipt {
+        conversation_id: i64,
         by: String,
         up_to: i64,
     },
-    /// This user's read position with `peer` changed (on any of their connections).
+    /// This user's read position in a conversation changed (on any of their connections).
     ReadState {
-        peer: String,
+        conversation_id: i64,
+        /// In a direct conversation: the other user.
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
         up_to: i64,
         unread: i64,
     },
-    /// `from` is typing to this user.
+    /// `from` is typing in the conversation.
     Typing {
+        conversation_id: i64,
         from: String,
     },
     /// A user this one has a conversation with came online or went offline.
@@ -434,6 +459,7 @@ pub fn typescript() -> String {
         ServerFrame::decl(&cfg),
         MessageView::decl(&cfg),
         crate::chat::MessageKind::decl(&cfg),
+        crate::chat::Role::decl(&cfg),
         PresenceStatus::decl(&cfg),
         RoomView::decl(&cfg),
         MemberView::decl(&cfg),
@@ -468,7 +494,9 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(envelope.id.as_deref(), Some("7"));
-        assert!(matches!(envelope.frame, ClientFrame::Send { ref to, .. } if to == "bob"));
+        assert!(
+            matches!(envelope.frame, ClientFrame::Send { ref to, .. } if to.as_deref() == Some("bob"))
+        );
     }
 
     #[test]

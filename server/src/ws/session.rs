@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::calls::Calls;
 use crate::calls::rooms::Caller;
-use crate::chat::{Chat, Identity, PresenceStatus, Replay};
+use crate::chat::{Chat, Identity, PresenceStatus, Replay, Target};
 use crate::error::{AppError, ErrorCode};
 use crate::shutdown::{Shutdown, Watch};
 
@@ -156,6 +156,15 @@ impl TokenBucket {
             false
         }
     }
+}
+
+/// A frame that must name its conversation one way, and named it both ways or neither.
+fn one_target_error(id: Option<String>) -> ServerFrame {
+    ServerFrame::error(
+        id,
+        ErrorCode::InvalidFrame,
+        "give exactly one of \"conversation_id\" and a user (\"to\" or \"peer\")",
+    )
 }
 
 fn error_frame(id: Option<String>, err: &AppError) -> ServerFrame {
@@ -580,15 +589,21 @@ impl Connection {
         match envelope.frame {
             ClientFrame::Ping {} => self.send(&ServerFrame::Pong { id }).await?,
             ClientFrame::Send {
+                conversation_id,
                 to,
                 body,
                 client_msg_id,
             } => {
                 let origin = Some(self.registration.conn_id);
                 self.start(async move {
+                    let target = match (conversation_id, to.as_deref()) {
+                        (Some(id), None) => Target::Conversation(id),
+                        (None, Some(to)) => Target::User(to),
+                        _ => return Some(one_target_error(id)),
+                    };
                     Some(
                         match chat
-                            .send(&identity, origin, &to, &body, &client_msg_id)
+                            .send(&identity, origin, target, &body, &client_msg_id)
                             .await
                         {
                             Ok(stored) => ServerFrame::Ack {
@@ -600,9 +615,27 @@ impl Connection {
                     )
                 });
             }
-            ClientFrame::Read { peer, up_to } => self.start(async move {
-                Some(match chat.mark_read(&identity, &peer, up_to).await {
-                    Ok(_) => ServerFrame::Ok { id },
+            ClientFrame::Read {
+                conversation_id,
+                peer,
+                up_to,
+            } => self.start(async move {
+                let conversation = match (conversation_id, peer) {
+                    (Some(conversation), None) => Ok(Some(conversation)),
+                    // Nothing to read with someone you have no conversation with yet.
+                    (None, Some(peer)) => chat.direct_id(&identity, &peer).await,
+                    _ => return Some(one_target_error(id)),
+                };
+                let read = match conversation {
+                    Ok(Some(conversation)) => chat
+                        .mark_read(&identity, conversation, up_to)
+                        .await
+                        .map(|_| ()),
+                    Ok(None) => Ok(()),
+                    Err(err) => Err(err),
+                };
+                Some(match read {
+                    Ok(()) => ServerFrame::Ok { id },
                     Err(err) => error_frame(id, &err),
                 })
             }),
@@ -712,18 +745,46 @@ impl Connection {
                     )
                 });
             }
-            ClientFrame::Typing { to } => {
+            ClientFrame::Typing {
+                conversation_id,
+                to,
+            } => {
+                let key = match (conversation_id, to.as_deref()) {
+                    (Some(conversation), None) => format!("#{conversation}"),
+                    (None, Some(to)) => to.to_string(),
+                    _ => {
+                        self.send(&one_target_error(id)).await?;
+                        return Ok(None);
+                    }
+                };
                 let now = Instant::now();
-                let throttled = self.last_typing.as_ref().is_some_and(|(last_to, at)| {
-                    last_to == &to && now.duration_since(*at) < TYPING_THROTTLE
+                let throttled = self.last_typing.as_ref().is_some_and(|(last, at)| {
+                    last == &key && now.duration_since(*at) < TYPING_THROTTLE
                 });
                 if !throttled {
-                    self.last_typing = Some((to.clone(), now));
+                    self.last_typing = Some((key, now));
                     self.start(async move {
-                        chat.typing(&identity, &to)
-                            .await
-                            .err()
-                            .map(|err| error_frame(id, &err))
+                        let conversation = match (conversation_id, to) {
+                            (Some(conversation), _) => Ok(conversation),
+                            (None, to) => {
+                                let to = to.unwrap_or_default();
+                                match chat.direct_id(&identity, &to).await {
+                                    Ok(Some(conversation)) => Ok(conversation),
+                                    Ok(None) => Err(AppError::new(
+                                        ErrorCode::ConversationNotFound,
+                                        format!(
+                                            "you have no conversation with {to:?} yet: send a message first"
+                                        ),
+                                    )),
+                                    Err(err) => Err(err),
+                                }
+                            }
+                        };
+                        let typed = match conversation {
+                            Ok(conversation) => chat.typing(&identity, conversation).await,
+                            Err(err) => Err(err),
+                        };
+                        typed.err().map(|err| error_frame(id, &err))
                     });
                 }
             }

@@ -140,17 +140,60 @@ fn endpoint_rows() -> Vec<(Method, &'static str, [Expect; 6])> {
             "/api/conversations",
             signed_in(ok(200), ok(200)),
         ),
-        // A conversation is always the caller's own with the named peer: the other user reads
-        // their (empty) conversation with bob, never ann's.
+        // Opening the direct conversation with bob: each caller gets their own.
+        (
+            Method::POST,
+            "/api/conversations",
+            signed_in(ok(200), ok(200)),
+        ),
+        // `{id}`: ann's group with bob (ann owns it). A non-member learns nothing, not even that
+        // it exists.
         (
             Method::GET,
-            "/api/conversations/{username}/messages",
-            signed_in(ok(200), ok(200)),
+            "/api/conversations/{id}",
+            signed_in(err(404, "conversation_not_found"), ok(200)),
+        ),
+        (
+            Method::PATCH,
+            "/api/conversations/{id}",
+            signed_in(err(404, "conversation_not_found"), ok(200)),
+        ),
+        (
+            Method::GET,
+            "/api/conversations/{id}/members",
+            signed_in(err(404, "conversation_not_found"), ok(200)),
         ),
         (
             Method::POST,
-            "/api/conversations/{username}/read",
-            signed_in(ok(200), ok(200)),
+            "/api/conversations/{id}/members",
+            signed_in(err(404, "conversation_not_found"), ok(200)),
+        ),
+        // A member added for the row is removed.
+        (
+            Method::DELETE,
+            "/api/conversations/{id}/members/{username}",
+            signed_in(err(404, "conversation_not_found"), ok(204)),
+        ),
+        (
+            Method::PATCH,
+            "/api/conversations/{id}/members/{username}",
+            signed_in(err(404, "conversation_not_found"), ok(200)),
+        ),
+        // Leaving a group made for the row.
+        (
+            Method::POST,
+            "/api/conversations/{id}/leave",
+            signed_in(err(404, "conversation_not_found"), ok(204)),
+        ),
+        (
+            Method::GET,
+            "/api/conversations/{id}/messages",
+            signed_in(err(404, "conversation_not_found"), ok(200)),
+        ),
+        (
+            Method::POST,
+            "/api/conversations/{id}/read",
+            signed_in(err(404, "conversation_not_found"), ok(200)),
         ),
     ]
 }
@@ -164,6 +207,9 @@ struct World {
     _bob_socket: WsClient,
     revoked: Session,
     disabled: Session,
+    ann: Session,
+    /// ann's group with bob.
+    group_id: i64,
     bob_message_id: i64,
     next_name: AtomicU32,
 }
@@ -207,7 +253,10 @@ impl World {
             .request(json!({"type": "room_join", "name": "matrix"}), "j")
             .await;
         assert_eq!(joined["type"], "room_joined", "{joined}");
+        let group_id = create_group(&app, &ann, &["bob"]).await;
         Self {
+            ann,
+            group_id,
             app,
             _ann_socket: ann_socket,
             _bob_socket: bob_socket,
@@ -216,6 +265,23 @@ impl World {
             bob_message_id,
             next_name: AtomicU32::new(0),
         }
+    }
+
+    /// A user who just joined ann's group.
+    async fn added_member(&self) -> String {
+        let name = self.unique("guest");
+        self.app.register(&name).await;
+        let added = self
+            .app
+            .request(
+                Method::POST,
+                &format!("/api/conversations/{}/members", self.group_id),
+                Some(&self.ann.access),
+                Some(json!({ "users": [name] })),
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::OK, "{:?}", added.body);
+        name
     }
 
     fn unique(&self, prefix: &str) -> String {
@@ -249,9 +315,20 @@ impl World {
 
     /// The concrete URL and body of `path` for `caller`.
     async fn request(&self, caller: Caller, path: &str) -> (String, Option<Value>) {
+        let group = match path {
+            "/api/conversations/{id}/leave" => create_group(&self.app, &self.ann, &["bob"]).await,
+            _ => self.group_id,
+        };
+        let member = match (path, caller) {
+            ("/api/conversations/{id}/members/{username}", Caller::Member | Caller::Other) => {
+                self.added_member().await
+            }
+            _ => "bob".to_string(),
+        };
         let url = path
-            .replace("{username}", "bob")
-            .replace("{name}", "matrix");
+            .replace("{username}", &member)
+            .replace("{name}", "matrix")
+            .replace("{id}", &group.to_string());
         let body = match path {
             "/api/auth/register" => {
                 Some(json!({"username": self.unique("new"), "password": PASSWORD}))
@@ -279,11 +356,29 @@ impl World {
             "/api/me/password" => {
                 Some(json!({"current_password": PASSWORD, "new_password": "another password"}))
             }
-            "/api/conversations/{username}/read" => Some(json!({"up_to": self.bob_message_id})),
+            "/api/conversations" => Some(json!({"user": "bob"})),
+            "/api/conversations/{id}" => Some(json!({"title": self.unique("Renamed ")})),
+            "/api/conversations/{id}/members" => Some(json!({"users": ["rex"]})),
+            "/api/conversations/{id}/members/{username}" => Some(json!({"role": "admin"})),
+            "/api/conversations/{id}/read" => Some(json!({"up_to": self.bob_message_id})),
             _ => None,
         };
         (url, body)
     }
+}
+
+/// A group owned by `owner` with `members`; its id.
+async fn create_group(app: &TestApp, owner: &Session, members: &[&str]) -> i64 {
+    let created = app
+        .request(
+            Method::POST,
+            "/api/conversations",
+            Some(&owner.access),
+            Some(json!({"title": "Matrix group", "members": members})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    created.body["id"].as_i64().expect("group id")
 }
 
 async fn every_endpoint_answers_each_caller_as_the_matrix_says(app: TestApp) {

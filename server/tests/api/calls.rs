@@ -568,9 +568,8 @@ async fn declined_and_cancelled_calls() {
     // A cancelled call is a missed call for Bob; a declined one is not.
     let missed = b.next_of("message").await;
     assert_eq!(missed["message"]["kind"], "missed_call");
-    let history = app
-        .get("/api/conversations/alice/messages", &bob.access)
-        .await;
+    let path = app.direct_path(&bob, "alice", "/messages").await;
+    let history = app.get(&path, &bob.access).await;
     let kinds: Vec<&str> = history.body["messages"]
         .as_array()
         .expect("messages")
@@ -624,9 +623,8 @@ async fn unanswered_calls_leave_a_missed_call_in_history(app: TestApp) {
     assert_eq!(entry["message"]["kind"], "missed_call");
     assert_eq!(entry["message"]["from"], "alice");
     assert_eq!(entry["message"]["body"], "Missed video call");
-    let history = app
-        .get("/api/conversations/bob/messages", &alice.access)
-        .await;
+    let path = app.direct_path(&alice, "bob", "/messages").await;
+    let history = app.get(&path, &alice.access).await;
     assert_eq!(history.body["messages"][0]["kind"], "missed_call");
     assert_eq!(history.body["messages"].as_array().map(Vec::len), Some(1));
     // Answering after the timeout is too late.

@@ -138,7 +138,69 @@ crate::on_server_backends!(
     redis_outage_loses_nothing_and_heals_itself,
     a_killed_instance_goes_offline_and_its_users_resume_elsewhere,
     a_stalled_redis_never_reorders_a_connection,
+    a_group_spans_instances_and_a_removal_takes_effect_on_all,
 );
+
+/// A group with members on both instances: messages reach all of them, and once a member is
+/// removed (on one instance), the other instance delivers nothing more of it to them.
+async fn a_group_spans_instances_and_a_removal_takes_effect_on_all(backend: Backend) {
+    let Some((_redis, one, two)) = cluster(backend).await else {
+        return;
+    };
+    let ann = one.register("ann").await;
+    let bob = two.register("bob").await;
+    let cid = two.register("cid").await;
+    let created = one
+        .request(
+            reqwest::Method::POST,
+            "/api/conversations",
+            Some(&ann.access),
+            Some(json!({"title": "Across", "members": ["bob", "cid"]})),
+        )
+        .await;
+    let group = created.body["id"].as_i64().expect("group");
+    let mut a = one.connect(&ann, None).await;
+    let mut b = two.connect(&bob, None).await;
+    let mut c = two.connect(&cid, None).await;
+    let send = json!({"type": "send", "id": "m1", "conversation_id": group, "body": "to all", "client_msg_id": "m1"});
+    a.send(send).await;
+    let ack = a.recv_type("ack").await;
+    for ws in [&mut b, &mut c] {
+        assert_eq!(
+            ws.next_of("message").await["message"]["id"],
+            ack["message"]["id"]
+        );
+    }
+    let removed = one
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/conversations/{group}/members/bob"),
+            Some(&ann.access),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, reqwest::StatusCode::NO_CONTENT);
+    assert_eq!(
+        b.next_of("message").await["message"]["kind"],
+        "member_removed"
+    );
+    assert_eq!(
+        c.next_of("message").await["message"]["kind"],
+        "member_removed"
+    );
+    a.send(json!({"type": "send", "id": "m2", "conversation_id": group, "body": "without bob", "client_msg_id": "m2"}))
+        .await;
+    let ack = a.next_of("ack").await;
+    assert_eq!(
+        c.next_of("message").await["message"]["id"],
+        ack["message"]["id"]
+    );
+    b.assert_quiet().await;
+    // Bob cannot send to it through either instance.
+    b.send(json!({"type": "send", "id": "b1", "conversation_id": group, "body": "hello?", "client_msg_id": "b1"}))
+        .await;
+    assert_eq!(b.recv_type("error").await["code"], "conversation_not_found");
+}
 
 async fn chat_receipts_typing_and_presence_cross_instances(backend: Backend) {
     let Some((_redis, one, two)) = cluster(backend).await else {

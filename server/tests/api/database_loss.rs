@@ -296,9 +296,8 @@ async fn crash_and_recover(app: TestApp, server: &mut impl PrivateServer) {
     let mut a = app.connect(&alice, None).await;
     let ack = a.send_message("bob", "after the outage", "m1").await;
     assert_eq!(ack["type"], "ack", "{ack}");
-    let history = app
-        .get("/api/conversations/bob/messages", &alice.access)
-        .await;
+    let path = app.direct_path(&alice, "bob", "/messages").await;
+    let history = app.get(&path, &alice.access).await;
     assert_eq!(history.status, StatusCode::OK, "{:?}", history.body);
     assert_eq!(history.body["messages"][0]["body"], "after the outage");
 }

@@ -138,7 +138,7 @@ async fn malformed_requests_get_json_errors() {
         "/api/users?limit=0",
         "/api/users?limit=101",
         "/api/conversations?limit=101",
-        "/api/conversations/quinn/messages?limit=201",
+        "/api/conversations/1/messages?limit=201",
         "/api/conversations?limit=99999999999999999999",
     ] {
         let reply = app.get(path, &session.access).await;

@@ -330,6 +330,28 @@ impl TestApp {
         session_from(&reply)
     }
 
+    /// The id of the direct conversation of `session`'s user with `peer` (opened if new).
+    pub async fn direct_id(&self, session: &Session, peer: &str) -> i64 {
+        let reply = self
+            .request(
+                Method::POST,
+                "/api/conversations",
+                Some(&session.access),
+                Some(json!({ "user": peer })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        reply.body["id"].as_i64().expect("conversation id")
+    }
+
+    /// `/api/conversations/{id}{rest}` for the direct conversation with `peer`.
+    pub async fn direct_path(&self, session: &Session, peer: &str, rest: &str) -> String {
+        format!(
+            "/api/conversations/{}{rest}",
+            self.direct_id(session, peer).await
+        )
+    }
+
     pub async fn login(&self, username: &str, password: &str) -> Reply {
         self.post(
             "/api/auth/login",

@@ -203,9 +203,8 @@ async fn lost_commit(backend: Backend, cluster: bool) {
         next["message"]["id"], after["message"]["id"],
         "no duplicate before it"
     );
-    let history = app
-        .get("/api/conversations/alice/messages", &bob.access)
-        .await;
+    let path = app.direct_path(&bob, "alice", "/messages").await;
+    let history = app.get(&path, &bob.access).await;
     let bodies: Vec<&str> = history.body["messages"]
         .as_array()
         .expect("messages")

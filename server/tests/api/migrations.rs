@@ -115,9 +115,8 @@ async fn pair_messages_become_direct_conversations(backend: Backend) {
             json!({"peer": "bob", "last": 2, "kind": "text", "unread": 0, "read": 2, "peer_read": 1}),
         ]
     );
-    let history = app
-        .get("/api/conversations/bob/messages", &alice.access)
-        .await;
+    let path = app.direct_path(&alice, "bob", "/messages").await;
+    let history = app.get(&path, &alice.access).await;
     let messages: Vec<(i64, String, String, String)> = history.body["messages"]
         .as_array()
         .expect("messages")

@@ -43,7 +43,7 @@ async fn delivered_to_every_connection(app: TestApp) {
     let mut b2 = app.connect(&bob, None).await;
     assert_eq!(a1.hello["user"]["username"], "alice");
     assert_ne!(a1.hello["connection_id"], a2.hello["connection_id"]);
-    assert_eq!(a1.hello["protocol_version"], 1);
+    assert_eq!(a1.hello["protocol_version"], 2);
 
     // The sender is the connection's user, whatever the frame might claim.
     a1.send(json!({"type": "send", "id": "m1", "to": "BOB", "body": "  hello 👋  ", "client_msg_id": "c-1", "from": "mallory"}))
@@ -79,9 +79,8 @@ async fn retry_with_same_client_id_stores_once(app: TestApp) {
     assert_eq!(first["message"], second["message"]);
     b.recv_type("message").await;
     b.assert_quiet().await;
-    let history = app
-        .get("/api/conversations/alice/messages", &bob.access)
-        .await;
+    let path = app.direct_path(&bob, "alice", "/messages").await;
+    let history = app.get(&path, &bob.access).await;
     assert_eq!(history.body["messages"].as_array().map(Vec::len), Some(1));
 }
 
@@ -165,9 +164,8 @@ async fn concurrent_senders_arrive_in_id_order(app: TestApp) {
         expected.sort();
         assert_eq!(acked, expected);
     }
-    let from_alice = app
-        .get("/api/conversations/alice/messages?limit=200", &bob.access)
-        .await;
+    let path = app.direct_path(&bob, "alice", "/messages?limit=200").await;
+    let from_alice = app.get(&path, &bob.access).await;
     let history = history_ids(&from_alice);
     let live_from_alice: Vec<i64> = received
         .iter()
@@ -226,8 +224,16 @@ async fn history_conversations_and_receipts(app: TestApp) {
     assert!(rest.body["next_before"].is_null());
 
     // History pages by id, oldest first within a page.
+    let conversation = app.direct_id(&bob, "alice").await;
+    assert_eq!(
+        rest.body["conversations"][0]["id"], conversation,
+        "the list names the conversation the messages are in"
+    );
     let latest = app
-        .get("/api/conversations/alice/messages?limit=2", &bob.access)
+        .get(
+            &format!("/api/conversations/{conversation}/messages?limit=2"),
+            &bob.access,
+        )
         .await;
     let page_ids = history_ids(&latest);
     assert_eq!(page_ids, ids[3..5]);
@@ -235,7 +241,7 @@ async fn history_conversations_and_receipts(app: TestApp) {
     let older = app
         .get(
             &format!(
-                "/api/conversations/alice/messages?limit=10&before={}",
+                "/api/conversations/{conversation}/messages?limit=10&before={}",
                 ids[3]
             ),
             &bob.access,
@@ -246,7 +252,10 @@ async fn history_conversations_and_receipts(app: TestApp) {
     assert_eq!(older.body["has_more"], false);
     let newer = app
         .get(
-            &format!("/api/conversations/alice/messages?limit=2&after={}", ids[0]),
+            &format!(
+                "/api/conversations/{conversation}/messages?limit=2&after={}",
+                ids[0]
+            ),
             &bob.access,
         )
         .await;
@@ -255,7 +264,7 @@ async fn history_conversations_and_receipts(app: TestApp) {
     assert_eq!(newer.body["has_more"], true);
     let both = app
         .get(
-            "/api/conversations/alice/messages?before=5&after=1",
+            &format!("/api/conversations/{conversation}/messages?before=5&after=1"),
             &bob.access,
         )
         .await;
@@ -265,7 +274,7 @@ async fn history_conversations_and_receipts(app: TestApp) {
     let read = app
         .request(
             Method::POST,
-            "/api/conversations/alice/read",
+            &format!("/api/conversations/{conversation}/read"),
             Some(&bob.access),
             Some(json!({"up_to": ids[2]})),
         )
@@ -277,6 +286,8 @@ async fn history_conversations_and_receipts(app: TestApp) {
     assert_eq!(receipt["up_to"], ids[2]);
     let state = b_phone.recv_type("read_state").await;
     assert_eq!(state["peer"], "alice");
+    assert_eq!(state["conversation_id"], conversation);
+    assert_eq!(receipt["conversation_id"], conversation);
     assert_eq!(state["unread"], 2);
 
     // ...and the rest on his phone (WebSocket).
@@ -313,41 +324,81 @@ async fn nobody_reads_another_pairs_conversation(app: TestApp) {
     let secret = a.send_message("bob", "between alice and bob", "s1").await;
     let secret_id = secret["message"]["id"].as_i64().expect("id");
 
-    // Carol names alice: she sees her own (empty) conversation with alice, never alice-bob.
+    let alice_bob = secret["message"]["conversation_id"]
+        .as_i64()
+        .expect("conversation");
+
+    // Carol names alice: she gets her own (empty) conversation with alice, never alice-bob.
+    let carol_alice = app.direct_id(&carol, "alice").await;
+    assert_ne!(carol_alice, alice_bob);
     let history = app
-        .get("/api/conversations/alice/messages", &carol.access)
+        .get(
+            &format!("/api/conversations/{carol_alice}/messages"),
+            &carol.access,
+        )
         .await;
     assert_eq!(history.status, StatusCode::OK);
-    assert_eq!(history.body["messages"], json!([]));
-    let history = app
-        .get("/api/conversations/bob/messages", &carol.access)
-        .await;
     assert_eq!(history.body["messages"], json!([]));
     assert_eq!(
         app.get("/api/conversations", &carol.access).await.body["conversations"],
         json!([])
     );
 
-    // Marking "read" cannot reach into the alice-bob pair: no receipt goes to alice.
-    let read = app
-        .request(
+    // The alice-bob conversation by its id: to carol it does not exist, whatever she asks.
+    for (method, path, body) in [
+        (Method::GET, format!("/api/conversations/{alice_bob}"), None),
+        (
+            Method::GET,
+            format!("/api/conversations/{alice_bob}/messages"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/conversations/{alice_bob}/members"),
+            None,
+        ),
+        (
             Method::POST,
-            "/api/conversations/alice/read",
-            Some(&carol.access),
+            format!("/api/conversations/{alice_bob}/read"),
             Some(json!({"up_to": secret_id})),
-        )
-        .await;
-    assert_eq!(read.status, StatusCode::OK);
-    assert_eq!(read.body["up_to"], 0);
+        ),
+    ] {
+        let reply = app
+            .request(method.clone(), &path, Some(&carol.access), body)
+            .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(reply.error_code(), "conversation_not_found", "{path}");
+    }
+    // Nor over the socket: no message, read or typing reaches it.
+    let mut c = app.connect(&carol, None).await;
+    for frame in [
+        json!({"type": "send", "id": "x", "conversation_id": alice_bob, "body": "hi", "client_msg_id": "x"}),
+        json!({"type": "read", "id": "x", "conversation_id": alice_bob, "up_to": secret_id}),
+        json!({"type": "typing", "id": "x", "conversation_id": alice_bob}),
+    ] {
+        c.send(frame.clone()).await;
+        let error = c.recv_type("error").await;
+        assert_eq!(error["code"], "conversation_not_found", "{frame}");
+    }
     a.assert_quiet().await;
 
     let unknown = app
-        .get("/api/conversations/nobody/messages", &carol.access)
+        .request(
+            Method::POST,
+            "/api/conversations",
+            Some(&carol.access),
+            Some(json!({"user": "nobody"})),
+        )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.error_code(), "user_not_found");
     let anonymous = app
-        .request(Method::GET, "/api/conversations/alice/messages", None, None)
+        .request(
+            Method::GET,
+            &format!("/api/conversations/{alice_bob}/messages"),
+            None,
+            None,
+        )
         .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     let _ = bob;
@@ -608,17 +659,20 @@ async fn typing_is_relayed_throttled_and_not_stored() {
     let bob = app.register("bob").await;
     let mut a = app.connect(&alice, None).await;
     let mut b = app.connect(&bob, None).await;
-    a.send_message("bob", "hi", "first").await;
+    let first = a.send_message("bob", "hi", "first").await;
+    let conversation = first["message"]["conversation_id"].clone();
     b.recv_type("message").await;
     for _ in 0..3 {
         a.send(json!({"type": "typing", "to": "bob"})).await;
     }
     let frame = b.recv().await;
-    assert_eq!(frame, json!({"type": "typing", "from": "alice"}));
+    assert_eq!(
+        frame,
+        json!({"type": "typing", "conversation_id": conversation, "from": "alice"})
+    );
     b.assert_quiet().await;
-    let history = app
-        .get("/api/conversations/alice/messages", &bob.access)
-        .await;
+    let path = app.direct_path(&bob, "alice", "/messages").await;
+    let history = app.get(&path, &bob.access).await;
     assert_eq!(history.body["messages"].as_array().map(Vec::len), Some(1));
     a.send(json!({"type": "typing", "id": "t", "to": "ghost"}))
         .await;
@@ -681,9 +735,8 @@ async fn a_client_that_stops_reading_is_dropped_without_slowing_others() {
     // Alice's other connection got all of it; bob's stalled one was cut off.
     assert_eq!(stalled_bob.closed().await, Some(1008));
     // Nothing was lost: bob resumes and gets every message.
-    let history = app
-        .get("/api/conversations/alice/messages?limit=1", &bob.access)
-        .await;
+    let path = app.direct_path(&bob, "alice", "/messages?limit=1").await;
+    let history = app.get(&path, &bob.access).await;
     assert_eq!(
         history.body["messages"][0]["client_msg_id"],
         format!("s{}", total - 1)

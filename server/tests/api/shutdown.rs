@@ -264,10 +264,14 @@ async fn a_send_in_flight_at_sigterm_is_acked_or_safely_retried() {
     let alice = server.sign_in("alice").await;
     let mut a = server.connect(&alice).await;
     let mut retried = 0;
+    let mut conversation = 0;
     for i in 0..SENDS {
         let key = format!("k{i}");
         let ack = a.send_message("bob", &format!("m{i}"), &key).await;
         let id = ack["message"]["id"].as_i64().expect("id");
+        conversation = ack["message"]["conversation_id"]
+            .as_i64()
+            .expect("conversation");
         if let Some(first) = acked.get(&key) {
             assert_eq!(
                 *first, id,
@@ -278,7 +282,10 @@ async fn a_send_in_flight_at_sigterm_is_acked_or_safely_retried() {
         }
     }
     let history = server
-        .get("/api/conversations/bob/messages?limit=200", &alice)
+        .get(
+            &format!("/api/conversations/{conversation}/messages?limit=200"),
+            &alice,
+        )
         .await;
     let mut bodies: Vec<String> = history.body["messages"]
         .as_array()

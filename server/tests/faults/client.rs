@@ -101,7 +101,12 @@ impl State {
 #[derive(Clone)]
 pub struct Client {
     pub user: String,
+    /// Who it writes to: a user (their direct conversation), or a group's name.
     pub peer: String,
+    /// When it writes to a group: the group's id.
+    pub conversation: Option<i64>,
+    /// Who must get what it sends: its peer, or the group's other members.
+    pub recipients: Vec<String>,
     pub access: String,
     state: Arc<Mutex<State>>,
 }
@@ -131,6 +136,8 @@ impl Client {
         Self {
             user: user.to_string(),
             peer: peer.to_string(),
+            conversation: None,
+            recipients: vec![peer.to_string()],
             access: access.to_string(),
             state: Arc::new(Mutex::new(State::default())),
         }
@@ -252,7 +259,14 @@ impl Client {
     }
 
     fn send_frame_of(&self, cmid: &str, body: &str) -> Value {
-        json!({"type": "send", "id": cmid, "to": self.peer, "body": body, "client_msg_id": cmid})
+        match self.conversation {
+            Some(group) => {
+                json!({"type": "send", "id": cmid, "conversation_id": group, "body": body, "client_msg_id": cmid})
+            }
+            None => {
+                json!({"type": "send", "id": cmid, "to": self.peer, "body": body, "client_msg_id": cmid})
+            }
+        }
     }
 
     /// One connection, from `hello` to its end.
@@ -478,7 +492,7 @@ impl Client {
     /// reloads what it shows), then continue at `newest`.
     async fn resync(&self, http: &reqwest::Client, addr: &str, newest: i64) -> Result<(), String> {
         let cursor = self.state().cursor;
-        let mut peers = Vec::new();
+        let mut conversations: Vec<i64> = Vec::new();
         let mut before: Option<i64> = None;
         for _ in 0..50 {
             let mut url = format!("http://{addr}/api/conversations?limit=100");
@@ -487,8 +501,8 @@ impl Client {
             }
             let page = self.get_json(http, url).await?;
             for conversation in page["conversations"].as_array().into_iter().flatten() {
-                if let Some(peer) = conversation["peer"]["username"].as_str() {
-                    peers.push(peer.to_string());
+                if let Some(id) = conversation["id"].as_i64() {
+                    conversations.push(id);
                 }
             }
             before = page["next_before"].as_i64();
@@ -496,14 +510,14 @@ impl Client {
                 break;
             }
         }
-        for peer in peers {
+        for conversation in conversations {
             let mut after = cursor;
             for _ in 0..1000 {
                 let page = self
                     .get_json(
                         http,
                         format!(
-                            "http://{addr}/api/conversations/{peer}/messages?after={after}&limit=200"
+                            "http://{addr}/api/conversations/{conversation}/messages?after={after}&limit=200"
                         ),
                     )
                     .await?;

@@ -29,6 +29,8 @@ pub struct Spec {
     pub small_rcvbuf: bool,
     /// Characters added to every body.
     pub padding: usize,
+    /// Writes to a group of these users (`peer` is its title) instead of to `peer`.
+    pub group: Option<Vec<String>>,
 }
 
 impl Spec {
@@ -40,8 +42,42 @@ impl Spec {
             rate,
             small_rcvbuf: false,
             padding: 0,
+            group: None,
         }
     }
+}
+
+/// [`pairs`], and a group of three (each member on another instance) in which everyone writes:
+/// the traffic of every fault scenario, so that each covers direct and group conversations.
+pub fn mixed(pairs: usize, rate: f64) -> Vec<Spec> {
+    let mut specs = self::pairs(pairs, rate);
+    let members: Vec<String> = (0..3).map(|m| format!("trio{m}")).collect();
+    for (m, member) in members.iter().enumerate() {
+        let mut spec = Spec::new(member, "trio", m, rate);
+        spec.group = Some(members.clone());
+        specs.push(spec);
+    }
+    specs
+}
+
+/// Makes a group titled `title` of `members` (the first owns it); its id.
+async fn create_group(
+    http: &reqwest::Client,
+    addr: &str,
+    owner_access: &str,
+    title: &str,
+    members: &[String],
+) -> i64 {
+    let reply = http
+        .post(format!("http://{addr}/api/conversations"))
+        .bearer_auth(owner_access)
+        .json(&json!({"title": title, "members": members[1..]}))
+        .send()
+        .await
+        .expect("create group");
+    assert_eq!(reply.status().as_u16(), 201, "create group {title}");
+    let body: Value = reply.json().await.expect("group body");
+    body["id"].as_i64().expect("group id")
 }
 
 /// `pairs` pairs of users writing to each other at `rate` messages per second each, the two
@@ -92,10 +128,29 @@ impl Traffic {
             .build()
             .expect("http");
         let addrs = Arc::new(addrs.to_vec());
-        let mut clients = Vec::new();
+        let mut clients: Vec<Client> = Vec::new();
         for spec in &specs {
             let token = register(&http, &addrs[0], &spec.user).await;
             clients.push(Client::new(&spec.user, &spec.peer, &token));
+        }
+        // Each group, made by its first member once all are registered.
+        let mut groups: HashMap<String, i64> = HashMap::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let Some(members) = &spec.group else { continue };
+            if !groups.contains_key(&spec.peer) {
+                let owner = clients
+                    .iter()
+                    .find(|c| c.user == members[0])
+                    .expect("the group's owner has a client");
+                let id = create_group(&http, &addrs[0], &owner.access, &spec.peer, members).await;
+                groups.insert(spec.peer.clone(), id);
+            }
+            clients[i].conversation = groups.get(&spec.peer).copied();
+            clients[i].recipients = members
+                .iter()
+                .filter(|m| **m != spec.user)
+                .cloned()
+                .collect();
         }
         let mut tasks = Vec::new();
         for (client, spec) in clients.iter().zip(&specs) {
@@ -220,8 +275,11 @@ pub struct Report {
     pub sent: usize,
     pub acked: usize,
     pub stored: usize,
+    /// Acked messages that reached a recipient, counted per recipient (a group message to two
+    /// others counts twice): what `lost` is counted against.
     pub delivered: usize,
     pub duplicates: u64,
+    /// Acked messages that never reached a recipient, per recipient.
     pub lost: usize,
     pub internal_errors: u64,
     pub db_unavailable: u64,
@@ -298,14 +356,14 @@ impl Report {
                     Some(_) => {}
                 }
             }
-            // Delivered: the peer has it (live, replayed, or loaded after a resync).
-            let peer = by_user[client.peer.as_str()];
-            let peer_state = if std::ptr::eq(peer, client) {
-                None
-            } else {
-                Some(peer.state())
-            };
-            if let Some(ps) = peer_state {
+            // Delivered: each recipient (the peer, or the group's other members) has it (live,
+            // replayed, or loaded after a resync).
+            for recipient in &client.recipients {
+                let peer = by_user[recipient.as_str()];
+                if std::ptr::eq(peer, client) {
+                    continue;
+                }
+                let ps = peer.state();
                 for (cmid, &id) in &s.acked {
                     if peer.has(&ps, id) {
                         r.delivered += 1;

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::on_db_backends;
 use crate::procs::Backend;
 use crate::rig::{Rig, SHUTDOWN_TIMEOUT};
-use crate::traffic::{Spec, Traffic, pairs};
+use crate::traffic::{Spec, Traffic, mixed};
 
 const PAIRS: usize = 8;
 /// Messages per second per client: 16 clients, ~240 messages/s in all.
@@ -45,7 +45,7 @@ async fn baseline(backend: Backend) {
     let Some(rig) = Rig::start(backend, 2, true).await else {
         return;
     };
-    let traffic = Traffic::start(&rig.addrs(), pairs(PAIRS, RATE)).await;
+    let traffic = Traffic::start(&rig.addrs(), mixed(PAIRS, RATE)).await;
     sleep(secs(12.0)).await;
     traffic
         .settle(&rig.db, &label("baseline", backend))
@@ -59,7 +59,7 @@ async fn instance_killed(backend: Backend) {
     let Some(mut rig) = Rig::start(backend, 2, true).await else {
         return;
     };
-    let traffic = Traffic::start(&rig.addrs(), pairs(PAIRS, RATE)).await;
+    let traffic = Traffic::start(&rig.addrs(), mixed(PAIRS, RATE)).await;
     sleep(secs(5.0)).await;
     rig.instances[1].kill();
     sleep(secs(8.0)).await;
@@ -77,7 +77,7 @@ async fn redis_restarted_empty(backend: Backend) {
     let Some(mut rig) = Rig::start(backend, 2, true).await else {
         return;
     };
-    let traffic = Traffic::start(&rig.addrs(), pairs(PAIRS, RATE)).await;
+    let traffic = Traffic::start(&rig.addrs(), mixed(PAIRS, RATE)).await;
     let mut problems = Vec::new();
     sleep(secs(4.0)).await;
     // The probe itself: before the fault, the user channels are there.
@@ -159,7 +159,7 @@ async fn redis_stall_during_resume(backend: Backend) {
     let Some(mut rig) = Rig::start(backend, 2, true).await else {
         return;
     };
-    let mut specs = pairs(4, RATE);
+    let mut specs = mixed(4, RATE);
     // "rcv" lives on instance 0; "far" writes to it from instance 1, "near" from instance 0.
     specs.push(Spec::new("rcv", "far", 0, 2.0));
     specs.push(Spec::new("far", "rcv", 1, 40.0));
@@ -194,7 +194,7 @@ async fn database_outage(backend: Backend) {
     let Some(mut rig) = Rig::start(backend, 2, true).await else {
         return;
     };
-    let traffic = Traffic::start(&rig.addrs(), pairs(PAIRS, RATE)).await;
+    let traffic = Traffic::start(&rig.addrs(), mixed(PAIRS, RATE)).await;
     let token = traffic.clients[0].access.clone();
     let mut problems = Vec::new();
     sleep(secs(4.0)).await;
@@ -249,7 +249,7 @@ async fn database_crash_cycles(backend: Backend) {
     let Some(mut rig) = Rig::start(backend, 2, true).await else {
         return;
     };
-    let traffic = Traffic::start(&rig.addrs(), pairs(PAIRS, 20.0)).await;
+    let traffic = Traffic::start(&rig.addrs(), mixed(PAIRS, 20.0)).await;
     sleep(secs(3.0)).await;
     for _ in 0..4 {
         rig.db.crash();
@@ -307,7 +307,7 @@ async fn instance_sigterm(backend: Backend) {
     let Some(mut rig) = Rig::start(backend, 2, true).await else {
         return;
     };
-    let traffic = Traffic::start(&rig.addrs(), pairs(PAIRS, RATE)).await;
+    let traffic = Traffic::start(&rig.addrs(), mixed(PAIRS, RATE)).await;
     let mut problems = Vec::new();
     sleep(secs(2.0)).await;
     if let Err(e) = close_is_answered(&rig, &traffic.clients[0].access).await {
@@ -365,7 +365,7 @@ async fn slow_consumer(backend: Backend) {
     let Some(rig) = Rig::start_with(backend, 2, true, &queue).await else {
         return;
     };
-    let mut specs = pairs(4, RATE);
+    let mut specs = mixed(4, RATE);
     let mut slow = Spec::new("slow", "fan0", 0, 2.0);
     slow.small_rcvbuf = true;
     specs.push(slow);
@@ -441,7 +441,7 @@ async fn sqlite_instance_killed() {
     let Some(mut rig) = Rig::start(Backend::Sqlite, 1, false).await else {
         return;
     };
-    let traffic = Traffic::start(&rig.addrs(), pairs(PAIRS, RATE)).await;
+    let traffic = Traffic::start(&rig.addrs(), mixed(PAIRS, RATE)).await;
     sleep(secs(5.0)).await;
     rig.instances[0].kill();
     sleep(secs(2.0)).await;
@@ -475,7 +475,7 @@ async fn random_faults(backend: Backend) {
         return;
     };
     let mut rng = StdRng::seed_from_u64(seed);
-    let traffic = Traffic::start(&rig.addrs(), pairs(PAIRS, RATE)).await;
+    let traffic = Traffic::start(&rig.addrs(), mixed(PAIRS, RATE)).await;
     let started = Instant::now();
     let mut log = Vec::new();
     while started.elapsed() < duration {

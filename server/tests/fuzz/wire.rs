@@ -43,14 +43,14 @@ fn log_batch() -> impl Strategy<Value = LogBatch> {
     let entry = (
         any::<i64>(),
         any::<i64>(),
-        any::<i64>(),
+        vec(any::<i64>(), 0..4),
         any::<u64>(),
         frame_text(),
     )
-        .prop_map(|(id, sender_id, recipient_id, except, frame)| LogEntry {
+        .prop_map(|(id, sender_id, recipients, except, frame)| LogEntry {
             id,
             sender_id,
-            recipient_id,
+            recipients: recipients.into(),
             except,
             frame,
         });

@@ -5,6 +5,8 @@ import type { ErrorCode } from '../generated/protocol';
 import type {
   AuthResponse,
   ConversationPage,
+  ConversationView,
+  MemberList,
   FieldError,
   HistoryPage,
   IceServers,
@@ -20,6 +22,7 @@ export type {
   ConversationView,
   FieldError,
   HistoryPage,
+  MemberList,
   Presence,
   Profile,
   UserList,
@@ -240,15 +243,34 @@ export class Http {
   conversations() {
     return this.get<ConversationPage>('/api/conversations?limit=100');
   }
-  history(peer: string, opts: { before?: number; after?: number; limit?: number } = {}) {
+  /** Opens (or finds) the direct conversation with `username`. */
+  openDirect(username: string) {
+    return this.post<ConversationView>('/api/conversations', { user: username });
+  }
+  createGroup(title: string, members: string[]) {
+    return this.post<ConversationView>('/api/conversations', { title, members });
+  }
+  conversation(id: number) {
+    return this.get<ConversationView>(`/api/conversations/${id}`);
+  }
+  members(id: number) {
+    return this.get<MemberList>(`/api/conversations/${id}/members`);
+  }
+  addMembers(id: number, users: string[]) {
+    return this.post<MemberList>(`/api/conversations/${id}/members`, { users });
+  }
+  leave(id: number) {
+    return this.post<unknown>(`/api/conversations/${id}/leave`);
+  }
+  history(id: number, opts: { before?: number; after?: number; limit?: number } = {}) {
     const q = new URLSearchParams();
     if (opts.before) q.set('before', String(opts.before));
     if (opts.after) q.set('after', String(opts.after));
     q.set('limit', String(opts.limit ?? 50));
-    return this.get<HistoryPage>(`/api/conversations/${encodeURIComponent(peer)}/messages?${q}`);
+    return this.get<HistoryPage>(`/api/conversations/${id}/messages?${q}`);
   }
-  markRead(peer: string, up_to: number) {
-    return this.post<unknown>(`/api/conversations/${encodeURIComponent(peer)}/read`, { up_to });
+  markRead(id: number, up_to: number) {
+    return this.post<unknown>(`/api/conversations/${id}/read`, { up_to });
   }
   async wsTicket(): Promise<string> {
     return (await this.post<{ ticket: string }>('/api/ws/ticket')).ticket;

@@ -5,6 +5,9 @@
 // `client_msg_id`, so the server stores it once whatever happens to the connection.
 import type { ClientEnvelope, ClientFrame, MessageView, ServerFrame } from '../generated/protocol';
 
+/** Where a message goes: a user (their direct conversation), or a conversation by id. */
+export type SendTarget = { to: string } | { conversation_id: number };
+
 export type FrameType = ServerFrame['type'];
 export type FrameOf<T extends FrameType> = Extract<ServerFrame, { type: T }>;
 export type SocketStatus = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -377,7 +380,7 @@ export class Socket {
    * Queues a chat message; resolves with the stored message once acked. While disconnected it
    * waits, and after every reconnect it is sent again with the same client_msg_id.
    */
-  sendMessage(to: string, body: string, client_msg_id: string = newClientMsgId()): Promise<MessageView> {
+  sendMessage(target: SendTarget, body: string, client_msg_id: string = newClientMsgId()): Promise<MessageView> {
     const existing = this.outbox.get(client_msg_id);
     if (existing) {
       return new Promise((resolve, reject) => {
@@ -388,7 +391,8 @@ export class Socket {
       });
     }
     return new Promise((resolve, reject) => {
-      const out: Outgoing = { frame: { type: 'send', to, body, client_msg_id }, resolve, reject, attempts: 0 };
+      const frame: Outgoing['frame'] = { type: 'send', ...target, body, client_msg_id };
+      const out: Outgoing = { frame, resolve, reject, attempts: 0 };
       this.outbox.set(client_msg_id, out);
       this.transmitOutgoing(out);
     });

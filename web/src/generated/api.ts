@@ -1,7 +1,7 @@
 // Generated from the REST API's Rust types (server/src/api/typescript.rs) by `cargo test -p pychat rest_types`.
 // Do not edit: change the Rust types and run `PYCHAT_BLESS=1 cargo test -p pychat rest_types`.
 
-import type { ErrorCode, MessageView, PresenceStatus } from './protocol';
+import type { ErrorCode, MessageView, PresenceStatus, Role } from './protocol';
 
 export type UserView = { id: number, username: string, display_name: string, created_at: string, };
 
@@ -33,15 +33,45 @@ export type UserList = { users: Array<UserView>,
  */
 next_after: string | null, };
 
-export type ConversationView = { peer: UserView, presence: Presence, last_message: MessageView, unread_count: number, 
+export type ConversationType = "direct" | "group";
+
+export type ConversationView = { id: number, kind: ConversationType, 
 /**
- * The newest message id the user has read in this conversation (0: none).
+ * A group's title (absent for a direct conversation: show the peer).
+ */
+title?: string, 
+/**
+ * The other user of a direct conversation.
+ */
+peer?: UserView, 
+/**
+ * The direct peer's presence.
+ */
+presence?: Presence, 
+/**
+ * Current members, you included.
+ */
+members_count: number, 
+/**
+ * Your role in it.
+ */
+role: Role, 
+/**
+ * The newest event (a message, or a change to a group); absent when there is none yet.
+ */
+last_message?: MessageView, 
+/**
+ * Messages from others after your read position.
+ */
+unread_count: number, 
+/**
+ * The newest message id you have read in this conversation (0: none).
  */
 last_read_id: number, 
 /**
- * How far the peer has read the user's messages (0: none): "read" ticks after a reload.
+ * In a direct conversation: how far the peer has read (0: none), for "read" ticks.
  */
-peer_last_read_id: number, };
+peer_last_read_id?: number, };
 
 export type ConversationPage = { 
 /**
@@ -63,7 +93,19 @@ messages: Array<MessageView>,
  */
 has_more: boolean, };
 
-export type ReadState = { peer: string, up_to: number, unread: number, };
+export type ReadState = { conversation_id: number, 
+/**
+ * In a direct conversation: the other user.
+ */
+peer?: string, up_to: number, unread: number, };
+
+export type ConversationMember = { user: UserView, role: Role, joined_at: string, };
+
+export type MemberList = { 
+/**
+ * Owner first, then admins, then members, each by when they joined.
+ */
+members: Array<ConversationMember>, };
 
 export type IceServer = { urls: Array<string>, username?: string, credential?: string, };
 

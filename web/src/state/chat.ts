@@ -2,12 +2,24 @@
 // The reducers are pure functions (unit-tested); ChatService wires them to the socket and REST.
 import type { MessageView } from '../generated/protocol';
 import type { ConversationView, HistoryPage, Http, Presence, UserView } from '../api/http';
-import { newClientMsgId, type Socket, type SocketStatus, SocketError } from '../api/socket';
+import { newClientMsgId, type SendTarget, type Socket, type SocketStatus, SocketError } from '../api/socket';
 import { createStore, type Store } from './store';
 import { toast } from './toasts';
 
+/**
+ * Conversations and threads are keyed by a *thread key*: the peer's user name for a direct
+ * conversation (so `#/chat/bob` is the chat with bob before it has an id), `#<id>` for a group.
+ */
 export interface Conversation {
+  /** The thread key. */
   peer: string;
+  /** The server's conversation id, once known. */
+  id?: number;
+  kind: 'direct' | 'group';
+  /** How many members a group has. */
+  members?: number;
+  /** False once I left or was removed from a group: it is read-only then. */
+  member: boolean;
   displayName: string;
   presence: Presence;
   last?: MessageView;
@@ -17,6 +29,7 @@ export interface Conversation {
 }
 export interface PendingMessage {
   client_msg_id: string;
+  /** The thread key it was typed in. */
   to: string;
   body: string;
   created_at: string;
@@ -52,8 +65,64 @@ export function emptyThread(): Thread {
   return { messages: [], pending: [], hasMore: true, loaded: false, loadingOlder: false };
 }
 
+export function groupKey(id: number): string {
+  return `#${id}`;
+}
+
+export function isGroupKey(key: string): boolean {
+  return key.startsWith('#');
+}
+
+/** The thread a message belongs to: the direct peer's name, or the group's key. */
 export function peerOf(me: string, m: MessageView): string {
+  if (m.to === undefined) return groupKey(m.conversation_id);
   return m.from === me ? m.to : m.from;
+}
+
+/** What users write (and missed calls), as against a change to a group. */
+export function isMessage(m: MessageView): boolean {
+  return m.kind === 'text' || m.kind === 'missed_call';
+}
+
+/** A change to a group, in words ("ann added bob and cid"). */
+export function describeChange(me: string, m: MessageView): string {
+  const who = (name: string) => (name === me ? 'you' : name);
+  const by = m.from === me ? 'You' : m.from;
+  const subjects = (m.subjects ?? []).map(who).join(', ');
+  switch (m.kind) {
+    case 'group_created':
+      return `${by} created the group “${m.title ?? ''}”`;
+    case 'members_added':
+      return `${by} added ${subjects}`;
+    case 'member_removed':
+      return `${by} removed ${subjects}`;
+    case 'member_left':
+      return subjects ? `${by} left; ${subjects} now own${subjects === 'you' ? '' : 's'} the group` : `${by} left`;
+    case 'role_changed':
+      return `${by} made ${subjects} ${m.role === 'owner' ? 'the owner' : m.role === 'admin' ? 'an admin' : 'a member'}`;
+    case 'title_changed':
+      return `${by} renamed the group to “${m.title ?? ''}”`;
+    default:
+      return m.body;
+  }
+}
+
+/** Whether a change took me out of the group. */
+function removesMe(me: string, m: MessageView): boolean {
+  return (m.kind === 'member_removed' && (m.subjects ?? []).includes(me)) || (m.kind === 'member_left' && m.from === me);
+}
+
+function newConversation(key: string, id?: number): Conversation {
+  return {
+    peer: key,
+    id,
+    kind: isGroupKey(key) ? 'group' : 'direct',
+    member: true,
+    displayName: isGroupKey(key) ? 'Group' : key,
+    presence: { status: 'offline' },
+    unread: 0,
+    lastReadId: 0,
+  };
 }
 
 /** Merges messages into a sorted, duplicate-free list (by server id). */
@@ -79,19 +148,18 @@ export function addMessages(s: ChatState, msgs: MessageView[]): ChatState {
       messages: isNew ? mergeById(t.messages, [m]) : t.messages,
       pending: t.pending.filter((p) => p.client_msg_id !== m.client_msg_id || m.from !== s.me),
     };
-    const c = conversations[peer] ?? {
-      peer,
-      displayName: peer,
-      presence: { status: 'offline' },
-      unread: 0,
-      lastReadId: 0,
-    };
+    const c = conversations[peer] ?? newConversation(peer, m.conversation_id);
     const newer = !c.last || m.id > c.last.id;
-    const unreadBump = isNew && m.from !== s.me && m.id > c.lastReadId && newer ? 1 : 0;
+    const unreadBump = isNew && isMessage(m) && m.from !== s.me && m.id > c.lastReadId && newer ? 1 : 0;
+    const added = m.kind === 'members_added' || m.kind === 'group_created';
     conversations[peer] = {
       ...c,
+      id: m.conversation_id,
+      displayName: m.title && newer ? m.title : c.displayName,
+      member: newer && removesMe(s.me, m) ? false : newer && added && (m.subjects ?? []).includes(s.me) ? true : c.member,
       last: newer ? m : c.last,
-      unread: c.unread + unreadBump,
+      // A message I sent means I have read everything before it.
+      unread: m.from === s.me && newer ? 0 : c.unread + unreadBump,
       // A message I sent means I have seen everything before it.
       lastReadId: m.from === s.me ? Math.max(c.lastReadId, m.id) : c.lastReadId,
     };
@@ -145,11 +213,24 @@ export function applyConversations(s: ChatState, list: ConversationView[]): Chat
   const conversations: Record<string, Conversation> = { ...s.conversations };
   const peerRead = { ...s.peerRead };
   for (const c of list) {
-    peerRead[c.peer.username] = Math.max(peerRead[c.peer.username] ?? 0, c.peer_last_read_id);
-    conversations[c.peer.username] = {
-      peer: c.peer.username,
+    if (c.kind === 'group' || !c.peer) {
+      const key = groupKey(c.id);
+      conversations[key] = {
+        ...newConversation(key, c.id),
+        displayName: c.title ?? 'Group',
+        members: c.members_count,
+        last: c.last_message,
+        unread: c.unread_count,
+        lastReadId: c.last_read_id,
+      };
+      continue;
+    }
+    const key = c.peer.username;
+    peerRead[key] = Math.max(peerRead[key] ?? 0, c.peer_last_read_id ?? 0);
+    conversations[key] = {
+      ...newConversation(key, c.id),
       displayName: c.peer.display_name || c.peer.username,
-      presence: c.presence,
+      presence: c.presence ?? { status: 'offline' },
       last: c.last_message,
       unread: c.unread_count,
       lastReadId: c.last_read_id,
@@ -163,11 +244,9 @@ export function ensureConversation(s: ChatState, user: Pick<UserView, 'username'
   const next: Conversation = c
     ? { ...c, displayName: user.display_name || c.displayName, presence: presence ?? c.presence }
     : {
-        peer: user.username,
+        ...newConversation(user.username),
         displayName: user.display_name || user.username,
         presence: presence ?? { status: 'offline' },
-        unread: 0,
-        lastReadId: 0,
       };
   return { ...s, conversations: { ...s.conversations, [user.username]: next } };
 }
@@ -207,19 +286,26 @@ export function totalUnread(s: ChatState): number {
 }
 
 export function delivery(s: ChatState, m: MessageView): Delivery {
+  // Groups have no read receipts (yet): a stored message is "sent".
+  if (m.to === undefined) return 'sent';
   return (s.peerRead[m.to] ?? 0) >= m.id ? 'read' : 'sent';
 }
 
-/** The newest message from the peer that I have not marked read, if any. */
+/** The newest message from someone else that I have not marked read, if any. */
 export function unreadUpTo(s: ChatState, peer: string): number | null {
   const t = s.threads[peer];
   const c = s.conversations[peer];
   if (!t || !c) return null;
   for (let i = t.messages.length - 1; i >= 0; i--) {
     const m = t.messages[i];
-    if (m.from === peer) return m.id > c.lastReadId ? m.id : null;
+    if (m.from !== s.me && isMessage(m)) return m.id > c.lastReadId ? m.id : null;
   }
   return null;
+}
+
+/** Where a thread's messages go over the socket. */
+export function targetOf(key: string): SendTarget {
+  return isGroupKey(key) ? { conversation_id: Number(key.slice(1)) } : { to: key };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -255,15 +341,25 @@ export class ChatService {
         const peer = peerOf(before.me, m);
         if (m.from !== before.me && (before.active !== peer || document.visibilityState !== 'visible')) {
           const name = before.conversations[peer]?.displayName ?? peer;
-          toast(m.kind === 'missed_call' ? `Missed call from ${name}` : `${name}: ${truncate(m.body, 80)}`, 'info');
+          const group = isGroupKey(peer);
+          if (m.kind === 'missed_call') toast(`Missed call from ${name}`, 'info');
+          else if (isMessage(m)) toast(group ? `${m.from} in ${name}: ${truncate(m.body, 80)}` : `${name}: ${truncate(m.body, 80)}`, 'info');
+          else toast(describeChange(before.me, m), 'info');
         }
-        if (!before.conversations[peer]) this.fetchProfile(peer);
+        if (!before.conversations[peer]) {
+          if (isGroupKey(peer)) void this.fetchGroup(m.conversation_id);
+          else this.fetchProfile(peer);
+        }
         this.maybeMarkRead();
       }),
       sk.on('ack', (f) => this.update((s) => addMessages(s, [f.message]))),
       sk.on('read_receipt', (f) => this.update((s) => applyReadReceipt(s, f.by, f.up_to))),
-      sk.on('read_state', (f) => this.update((s) => applyReadState(s, f.peer, f.up_to, f.unread))),
-      sk.on('typing', (f) => this.update((s) => applyTyping(s, f.from, Date.now()))),
+      sk.on('read_state', (f) => this.update((s) => applyReadState(s, f.peer ?? groupKey(f.conversation_id), f.up_to, f.unread))),
+      sk.on('typing', (f) => {
+        // In a direct conversation the sender's name is the thread; in a group, the group.
+        const key = this.store.get().conversations[groupKey(f.conversation_id)] ? groupKey(f.conversation_id) : f.from;
+        this.update((s) => applyTyping(s, key, Date.now()));
+      }),
       sk.on('presence', (f) => this.update((s) => applyPresence(s, f.user, { status: f.status, last_seen: f.last_seen }))),
       sk.on('resync_required', () => void this.resync()),
       sk.on('replay_end', () => this.maybeMarkRead()),
@@ -299,7 +395,7 @@ export class ChatService {
     try {
       const page = await this.http.conversations();
       this.update((s) => applyConversations(s, page.conversations));
-      for (const c of page.conversations) this.socket.advanceCursor(c.last_message.id);
+      for (const c of page.conversations) if (c.last_message) this.socket.advanceCursor(c.last_message.id);
     } catch (e) {
       toast(`Could not load conversations: ${(e as Error).message}`, 'error');
     }
@@ -319,6 +415,51 @@ export class ChatService {
     } catch {
       /* keep the user name */
     }
+  }
+
+  private async fetchGroup(id: number) {
+    try {
+      const c = await this.http.conversation(id);
+      this.update((s) => applyConversations(s, [c]));
+    } catch {
+      /* not a member (any more) */
+    }
+  }
+
+  /** Makes a group and returns its thread key. */
+  async createGroup(title: string, members: string[]): Promise<string> {
+    const c = await this.http.createGroup(title, members);
+    this.update((s) => applyConversations(s, [c]));
+    return groupKey(c.id);
+  }
+
+  /** Adds members to a group. */
+  async addMembers(key: string, users: string[]) {
+    const id = this.store.get().conversations[key]?.id;
+    if (id === undefined) return;
+    const list = await this.http.addMembers(id, users);
+    this.update((s) => {
+      const c = s.conversations[key];
+      return c ? { ...s, conversations: { ...s.conversations, [key]: { ...c, members: list.members.length } } } : s;
+    });
+  }
+
+  async leave(key: string) {
+    const id = this.store.get().conversations[key]?.id;
+    if (id !== undefined) await this.http.leave(id);
+  }
+
+  /** The server's id of a thread's conversation; a direct one is opened if it has none yet. */
+  private async conversationId(key: string): Promise<number> {
+    if (isGroupKey(key)) return Number(key.slice(1));
+    const known = this.store.get().conversations[key]?.id;
+    if (known !== undefined) return known;
+    const c = await this.http.openDirect(key);
+    this.update((s) => {
+      const conv = s.conversations[key];
+      return conv ? { ...s, conversations: { ...s.conversations, [key]: { ...conv, id: c.id } } } : s;
+    });
+    return c.id;
   }
 
   /** Starts a conversation with a user found by search. */
@@ -342,7 +483,7 @@ export class ChatService {
       return;
     }
     try {
-      const page = await this.http.history(peer, { limit: 50 });
+      const page = await this.http.history(await this.conversationId(peer), { limit: 50 });
       this.update((s) => applyHistory(s, peer, page, false));
       // The resume cursor stays where the socket put it: this page may hold messages that are
       // still on their way to the socket, and moving past them would skip the messages of other
@@ -360,7 +501,7 @@ export class ChatService {
     if (!oldest) return false;
     this.update((s) => ({ ...s, threads: { ...s.threads, [peer]: { ...s.threads[peer], loadingOlder: true } } }));
     try {
-      const page = await this.http.history(peer, { before: oldest.id, limit: 50 });
+      const page = await this.http.history(await this.conversationId(peer), { before: oldest.id, limit: 50 });
       this.update((s) => applyHistory(s, peer, page, true));
       return page.messages.length > 0;
     } catch (e) {
@@ -387,7 +528,7 @@ export class ChatService {
   }
 
   private transmit(p: PendingMessage) {
-    this.socket.sendMessage(p.to, p.body, p.client_msg_id).then(
+    this.socket.sendMessage(targetOf(p.to), p.body, p.client_msg_id).then(
       (m) => this.update((s) => addMessages(s, [m])),
       (e: unknown) => {
         const msg = e instanceof SocketError ? e.message : String(e);
@@ -400,7 +541,7 @@ export class ChatService {
   typing(peer: string) {
     const now = Date.now();
     if (now - (this.lastTypingSent[peer] ?? 0) < TYPING_SEND_EVERY_MS) return;
-    if (this.socket.send({ type: 'typing', to: peer })) this.lastTypingSent[peer] = now;
+    if (this.socket.send({ type: 'typing', ...targetOf(peer) })) this.lastTypingSent[peer] = now;
   }
 
   /** Marks the active conversation read when the page is visible. */
@@ -412,8 +553,11 @@ export class ChatService {
     const upTo = unreadUpTo(s, peer);
     if (upTo === null) return;
     this.update((x) => applyReadState(x, peer, upTo, 0));
-    if (!this.socket.send({ type: 'read', peer, up_to: upTo })) {
-      this.http.markRead(peer, upTo).catch(() => undefined);
+    const target = isGroupKey(peer) ? { conversation_id: Number(peer.slice(1)) } : { peer };
+    if (!this.socket.send({ type: 'read', ...target, up_to: upTo })) {
+      this.conversationId(peer)
+        .then((id) => this.http.markRead(id, upTo))
+        .catch(() => undefined);
     }
   }
 }

@@ -2,8 +2,9 @@ import { Fragment } from 'preact';
 import { useLayoutEffect, useRef, useState, useEffect } from 'preact/hooks';
 import type { MessageView } from '../generated/protocol';
 import type { Session } from '../session';
-import { delivery, isTyping, type PendingMessage } from '../state/chat';
+import { delivery, describeChange, isMessage, isTyping, type PendingMessage } from '../state/chat';
 import { useStore } from '../state/store';
+import { toast } from '../state/toasts';
 import { Avatar, Icon, dayLabel, timeOf, useTick } from './util';
 
 type Item = { kind: 'msg'; m: MessageView } | { kind: 'pending'; p: PendingMessage };
@@ -46,7 +47,11 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
     ...(thread?.pending ?? []).map((p) => ({ kind: 'pending' as const, p })),
   ];
   const name = conv?.displayName ?? peer;
-  const online = conv?.presence.status === 'online';
+  const group = conv?.kind === 'group';
+  const member = conv?.member ?? true;
+  const online = !group && conv?.presence.status === 'online';
+  const [adding, setAdding] = useState(false);
+  const [invitees, setInvitees] = useState('');
   const typing = isTyping(s, peer, Date.now());
   const inCall = calls.phase !== 'idle' && calls.phase !== 'ended';
 
@@ -65,24 +70,76 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
         <button class="icon-btn only-narrow" onClick={onBack} aria-label="Back to conversations" data-testid="back">
           <Icon name="back" />
         </button>
-        <Avatar name={name} size={40} online={online} />
+        <Avatar name={name} size={40} online={group ? undefined : online} />
         <div class="chat-title">
           <h2 data-testid="chat-peer">{name}</h2>
           <span class="muted small" data-testid="chat-presence">
-            {typing ? <span class="typing-text">typing…</span> : online ? 'online' : conv?.presence.last_seen ? `last seen ${timeOf(conv.presence.last_seen)}` : 'offline'}
+            {typing ? (
+              <span class="typing-text">typing…</span>
+            ) : group ? (
+              member ? `${conv?.members ?? ''} members` : 'You are no longer a member'
+            ) : online ? (
+              'online'
+            ) : conv?.presence.last_seen ? (
+              `last seen ${timeOf(conv.presence.last_seen)}`
+            ) : (
+              'offline'
+            )}
           </span>
         </div>
         <div class="spacer" />
-        <button class="icon-btn" aria-label={`Audio call ${name}`} data-testid="call-audio" disabled={inCall} onClick={() => void session.calls.call(peer, 'audio')}>
-          <Icon name="phone" />
-        </button>
-        <button class="icon-btn" aria-label={`Video call ${name}`} data-testid="call-video" disabled={inCall} onClick={() => void session.calls.call(peer, 'video')}>
-          <Icon name="video" />
-        </button>
+        {group ? (
+          member && (
+            <>
+              <button class="icon-btn" aria-label="Add people" title="Add people" data-testid="group-add" onClick={() => setAdding(!adding)}>
+                <Icon name="users" />
+              </button>
+              <button
+                class="btn link small"
+                aria-label="Leave group"
+                data-testid="group-leave"
+                onClick={() => void session.chat.leave(peer).catch((e: Error) => toast(`Could not leave: ${e.message}`, 'error'))}
+              >
+                Leave
+              </button>
+            </>
+          )
+        ) : (
+          <>
+            <button class="icon-btn" aria-label={`Audio call ${name}`} data-testid="call-audio" disabled={inCall} onClick={() => void session.calls.call(peer, 'audio')}>
+              <Icon name="phone" />
+            </button>
+            <button class="icon-btn" aria-label={`Video call ${name}`} data-testid="call-video" disabled={inCall} onClick={() => void session.calls.call(peer, 'video')}>
+              <Icon name="video" />
+            </button>
+          </>
+        )}
       </header>
+      {adding && (
+        <form
+          class="group-add"
+          onSubmit={(e) => {
+            e.preventDefault();
+            const users = invitees.split(/[\s,]+/).filter(Boolean);
+            if (users.length === 0) return;
+            session.chat.addMembers(peer, users).then(
+              () => {
+                setInvitees('');
+                setAdding(false);
+              },
+              (x: Error) => toast(`Could not add: ${x.message}`, 'error'),
+            );
+          }}
+        >
+          <input value={invitees} placeholder="User names, separated by commas" aria-label="User names to add" data-testid="group-add-input" onInput={(e) => setInvitees((e.target as HTMLInputElement).value)} />
+          <button class="btn primary small" type="submit" data-testid="group-add-submit">
+            Add
+          </button>
+        </form>
+      )}
       <div class="messages" ref={listRef} onScroll={onScroll} data-testid="messages" role="log" aria-live="polite" tabIndex={0} aria-label="Messages">
         {thread?.loadingOlder && <div class="loading-older">Loading…</div>}
-        {thread?.loaded && !thread.hasMore && items.length > 0 && <div class="history-start">This is the beginning of your conversation with {name}.</div>}
+        {thread?.loaded && !thread.hasMore && items.length > 0 && <div class="history-start">{group ? `This is the beginning of ${name}.` : `This is the beginning of your conversation with ${name}.`}</div>}
         {thread?.loaded && items.length === 0 && (
           <div class="empty-chat">
             <Avatar name={name} size={72} />
@@ -101,7 +158,17 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
                   <span>{dayLabel(created)}</span>
                 </div>
               )}
-              {it.kind === 'msg' ? <Bubble m={it.m} own={it.m.from === s.me} state={it.m.from === s.me ? delivery(s, it.m) : null} /> : <PendingBubble p={it.p} onRetry={() => session.chat.retry(peer, it.p.client_msg_id)} />}
+              {it.kind === 'msg' ? (
+                isMessage(it.m) ? (
+                  <Bubble m={it.m} own={it.m.from === s.me} state={it.m.from === s.me ? delivery(s, it.m) : null} showSender={group && it.m.from !== s.me} />
+                ) : (
+                  <div class="system-msg neutral" data-testid="group-event" data-kind={it.m.kind} data-id={it.m.id}>
+                    {describeChange(s.me, it.m)} · {timeOf(it.m.created_at)}
+                  </div>
+                )
+              ) : (
+                <PendingBubble p={it.p} onRetry={() => session.chat.retry(peer, it.p.client_msg_id)} />
+              )}
             </Fragment>
           );
         })}
@@ -111,9 +178,14 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
             <i />
             <i />
           </span>
-          {name} is typing
+          {group ? 'Someone' : name} is typing
         </div>
       </div>
+      {!member ? (
+        <div class="composer muted small" data-testid="not-a-member">
+          You can no longer send messages here.
+        </div>
+      ) : (
       <form class="composer" onSubmit={submit}>
         <textarea
           ref={inputRef}
@@ -137,11 +209,12 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
           <Icon name="send" />
         </button>
       </form>
+      )}
     </section>
   );
 }
 
-function Bubble({ m, own, state }: { m: MessageView; own: boolean; state: string | null }) {
+function Bubble({ m, own, state, showSender }: { m: MessageView; own: boolean; state: string | null; showSender: boolean }) {
   if (m.kind === 'missed_call') {
     return (
       <div class="system-msg" data-testid="missed-call" data-id={m.id}>
@@ -152,6 +225,11 @@ function Bubble({ m, own, state }: { m: MessageView; own: boolean; state: string
   return (
     <div class={`bubble-row ${own ? 'own' : 'peer'}`} data-testid="message" data-id={m.id} data-own={own ? 'true' : 'false'}>
       <div class="bubble">
+        {showSender && (
+          <span class="sender small" data-testid="sender">
+            {m.from}
+          </span>
+        )}
         <span class="body">{m.body}</span>
         <span class="meta">
           <time dateTime={m.created_at}>{timeOf(m.created_at)}</time>

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, type Http, type UserView } from '../api/http';
 import type { Session } from '../session';
-import { sortedConversations, totalUnread } from '../state/chat';
+import { describeChange, isMessage, sortedConversations, totalUnread } from '../state/chat';
 import { useStore } from '../state/store';
 import { toast } from '../state/toasts';
 import { CallOverlays, CallView, RoomsView } from './Call';
@@ -83,10 +83,23 @@ export function Shell({ session }: { session: Session }) {
           session.chat.startConversation(u);
           go(`chat/${encodeURIComponent(u.username)}`);
         }} />
+        <NewGroup
+          onCreate={async (title, members) => {
+            const key = await session.chat.createGroup(title, members);
+            go(`chat/${encodeURIComponent(key)}`);
+          }}
+        />
         <nav class="conv-list" aria-label="Conversation list" data-testid="conversation-list">
           {sortedConversations(chat).map((c) => {
             const active = route.kind === 'chat' && route.peer === c.peer;
-            const preview = c.last ? (c.last.kind === 'missed_call' ? '📞 Missed call' : (c.last.from === chat.me ? 'You: ' : '') + c.last.body) : 'No messages yet';
+            const group = c.kind === 'group';
+            const preview = c.last
+              ? c.last.kind === 'missed_call'
+                ? '📞 Missed call'
+                : !isMessage(c.last)
+                  ? describeChange(chat.me, c.last)
+                  : (c.last.from === chat.me ? 'You: ' : group ? `${c.last.from}: ` : '') + c.last.body
+              : 'No messages yet';
             return (
               <a
                 key={c.peer}
@@ -94,10 +107,11 @@ export function Shell({ session }: { session: Session }) {
                 class={`conv ${active ? 'active' : ''} ${c.unread ? 'has-unread' : ''}`}
                 data-testid="conversation"
                 data-peer={c.peer}
-                aria-label={`${c.displayName}${c.unread ? `, ${c.unread} unread` : ''}, ${c.presence.status}`}
+                data-kind={c.kind}
+                aria-label={`${c.displayName}${c.unread ? `, ${c.unread} unread` : ''}, ${group ? `group of ${c.members ?? '?'}` : c.presence.status}`}
                 aria-current={active ? 'page' : undefined}
               >
-                <Avatar name={c.displayName} size={44} online={c.presence.status === 'online'} />
+                <Avatar name={c.displayName} size={44} online={group ? undefined : c.presence.status === 'online'} />
                 <span class="conv-main">
                   <span class="conv-top">
                     <strong class="conv-name">{c.displayName}</strong>
@@ -123,6 +137,59 @@ export function Shell({ session }: { session: Session }) {
       <main class="main">{main}</main>
       <CallOverlays session={session} />
     </div>
+  );
+}
+
+/** "New group": a title and the user names of its first members. */
+function NewGroup({ onCreate }: { onCreate: (title: string, members: string[]) => Promise<void> }) {
+  const [open, setOpen] = useState(false);
+  const [title, setTitle] = useState('');
+  const [members, setMembers] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  if (!open) {
+    return (
+      <button class="btn link small new-group" onClick={() => setOpen(true)} data-testid="new-group">
+        + New group
+      </button>
+    );
+  }
+  return (
+    <form
+      class="card new-group-form"
+      aria-label="New group"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        setError(null);
+        try {
+          await onCreate(
+            title,
+            members.split(/[\s,]+/).filter(Boolean),
+          );
+          setTitle('');
+          setMembers('');
+          setOpen(false);
+        } catch (x) {
+          const err = x as ApiError;
+          setError(err.fieldMessage?.('title') ?? err.message);
+        }
+      }}
+    >
+      <input value={title} placeholder="Group name" aria-label="Group name" data-testid="new-group-title" onInput={(e) => setTitle((e.target as HTMLInputElement).value)} />
+      <input value={members} placeholder="Members: user names, separated by commas" aria-label="Group members" data-testid="new-group-members" onInput={(e) => setMembers((e.target as HTMLInputElement).value)} />
+      {error && (
+        <small class="field-error" role="alert">
+          {error}
+        </small>
+      )}
+      <span class="row">
+        <button class="btn primary small" type="submit" data-testid="new-group-create">
+          Create
+        </button>
+        <button class="btn link small" type="button" onClick={() => setOpen(false)}>
+          Cancel
+        </button>
+      </span>
+    </form>
   );
 }
 

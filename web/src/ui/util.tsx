@@ -1,8 +1,17 @@
 import { useEffect, useState } from 'preact/hooks';
 
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+
+/** The first character a reader sees (a whole emoji, not half of its UTF-16 pair). */
+function firstGrapheme(word: string | undefined): string {
+  if (!word) return '';
+  for (const { segment } of graphemes.segment(word)) return segment;
+  return '';
+}
+
 export function initials(name: string): string {
   const parts = name.trim().split(/\s+/).filter(Boolean);
-  return ((parts[0]?.[0] ?? '?') + (parts[1]?.[0] ?? '')).toUpperCase();
+  return ((firstGrapheme(parts[0]) || '?') + firstGrapheme(parts[1])).toUpperCase();
 }
 
 const COLORS = ['#6366f1', '#0ea5e9', '#10b981', '#f59e0b', '#ef4444', '#8b5cf6', '#ec4899', '#14b8a6'];
