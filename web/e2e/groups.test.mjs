@@ -1,5 +1,6 @@
 // Group conversations in the browser: one user makes a group with two others, everyone chats,
-// a member is added while the group is open elsewhere, and a member who leaves can no longer send.
+// a member is added while the group is open elsewhere, roles are set and a member removed (who
+// loses access at once), and a member who leaves can no longer send.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, launchBrowser, newPage, signUp, shot, until, assertNoCspViolations } from './harness.mjs';
@@ -22,7 +23,7 @@ async function say(page, text) {
   await page.locator('[data-testid="message"][data-own="true"]:not([data-pending])', { hasText: text }).waitFor();
 }
 
-test('make a group, chat in it, add someone, leave', async () => {
+test('make a group, chat in it, add, promote and remove members, leave', async () => {
   const ann = await newPage(browser, server.base);
   const bob = await newPage(browser, server.base);
   const cid = await newPage(browser, server.base);
@@ -66,12 +67,31 @@ test('make a group, chat in it, add someone, leave', async () => {
   await until(async () => /3 members/.test(await ann.page.getByTestId('chat-presence').textContent()), { what: '3 members' });
   await shot(ann.page, 'group-chat');
 
+  // Ann opens the members panel: makes bob an admin, removes cid, who loses access at once.
+  await ann.page.getByTestId('group-members').click();
+  const panel = ann.page.getByTestId('members-panel');
+  await panel.locator('[data-testid="member"][data-user="cid"]').waitFor();
+  await panel.locator('[data-testid="member"][data-user="bob"]').getByTestId('make-admin').click();
+  await panel.locator('[data-testid="member"][data-user="bob"][data-role="admin"]').waitFor();
+  await shot(ann.page, 'group-members');
+  await panel.locator('[data-testid="member"][data-user="cid"]').getByTestId('remove-member').click();
+  await cid.page.getByTestId('not-a-member').waitFor();
+  await cid.page.locator('[data-testid="group-event"][data-kind="member_removed"]', { hasText: 'removed you' }).waitFor();
+  await until(async () => /2 members/.test(await ann.page.getByTestId('chat-presence').textContent()), { what: '2 members' });
+  await say(ann.page, 'Just us two now');
+  await msg(bob.page, 'Just us two now').waitFor();
+  await cid.page.waitForTimeout(500);
+  assert.equal(await msg(cid.page, 'Just us two now').count(), 0, 'cid gets nothing after her removal');
+  await cid.page.reload();
+  await cid.page.getByTestId('conversation-list').waitFor();
+  await cid.page.waitForTimeout(500);
+  assert.equal(await cid.page.locator('[data-testid="conversation"][data-kind="group"]').count(), 0, 'the group is gone from her list');
+
   // Bob leaves: the others see it, and bob can only read.
   await bob.page.getByTestId('group-leave').click();
   await bob.page.getByTestId('not-a-member').waitFor();
   await ann.page.locator('[data-testid="group-event"][data-kind="member_left"]', { hasText: 'bob left' }).waitFor();
   await say(ann.page, 'Bye bob');
-  await msg(cid.page, 'Bye bob').waitFor();
   await bob.page.waitForTimeout(500);
   assert.equal(await msg(bob.page, 'Bye bob').count(), 0, 'bob gets nothing after leaving');
 
@@ -82,4 +102,5 @@ test('make a group, chat in it, add someone, leave', async () => {
   assert.match(await annGroup.textContent(), /Weekend 🏕️/);
   await annGroup.click();
   await msg(ann.page, 'Hi all 👋').waitFor();
+  await msg(ann.page, 'Bye bob').waitFor();
 });

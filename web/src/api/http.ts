@@ -1,7 +1,7 @@
 // The one fetch wrapper: JSON in and out, typed error codes, the in-memory access token and its
 // refresh (serialized across tabs with a Web Lock; tabs share fresh tokens over a
 // BroadcastChannel so a second refresh with an already-rotated cookie never happens).
-import type { ErrorCode } from '../generated/protocol';
+import type { ErrorCode, Role } from '../generated/protocol';
 import type {
   AuthResponse,
   ConversationPage,
@@ -258,6 +258,12 @@ export class Http {
   }
   addMembers(id: number, users: string[]) {
     return this.post<MemberList>(`/api/conversations/${id}/members`, { users });
+  }
+  removeMember(id: number, username: string) {
+    return this.request<void>('DELETE', `/api/conversations/${id}/members/${encodeURIComponent(username)}`);
+  }
+  setRole(id: number, username: string, role: Role) {
+    return this.request<MemberList>('PATCH', `/api/conversations/${id}/members/${encodeURIComponent(username)}`, { role });
   }
   leave(id: number) {
     return this.post<unknown>(`/api/conversations/${id}/leave`);

@@ -346,10 +346,9 @@ export class ChatService {
           else if (isMessage(m)) toast(group ? `${m.from} in ${name}: ${truncate(m.body, 80)}` : `${name}: ${truncate(m.body, 80)}`, 'info');
           else toast(describeChange(before.me, m), 'info');
         }
-        if (!before.conversations[peer]) {
-          if (isGroupKey(peer)) void this.fetchGroup(m.conversation_id);
-          else this.fetchProfile(peer);
-        }
+        // A new group, or a change to one (its title, members, my role): fetch it as it is now.
+        if (isGroupKey(peer) && (!before.conversations[peer] || !isMessage(m))) void this.fetchGroup(m.conversation_id);
+        else if (!before.conversations[peer]) this.fetchProfile(peer);
         this.maybeMarkRead();
       }),
       sk.on('ack', (f) => this.update((s) => addMessages(s, [f.message]))),

@@ -1,6 +1,7 @@
 import { Fragment } from 'preact';
 import { useLayoutEffect, useRef, useState, useEffect } from 'preact/hooks';
 import type { MessageView } from '../generated/protocol';
+import type { MemberList } from '../api/http';
 import type { Session } from '../session';
 import { delivery, describeChange, isMessage, isTyping, type PendingMessage } from '../state/chat';
 import { useStore } from '../state/store';
@@ -52,6 +53,7 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
   const online = !group && conv?.presence.status === 'online';
   const [adding, setAdding] = useState(false);
   const [invitees, setInvitees] = useState('');
+  const [showMembers, setShowMembers] = useState(false);
   const typing = isTyping(s, peer, Date.now());
   const inCall = calls.phase !== 'idle' && calls.phase !== 'ended';
 
@@ -91,6 +93,9 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
         {group ? (
           member && (
             <>
+              <button class="btn link small" aria-label="Members" data-testid="group-members" onClick={() => setShowMembers(!showMembers)}>
+                Members
+              </button>
               <button class="icon-btn" aria-label="Add people" title="Add people" data-testid="group-add" onClick={() => setAdding(!adding)}>
                 <Icon name="users" />
               </button>
@@ -136,6 +141,9 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
             Add
           </button>
         </form>
+      )}
+      {group && member && showMembers && conv?.id !== undefined && (
+        <MembersPanel session={session} id={conv.id} me={s.me} version={conv.last?.id ?? 0} />
       )}
       <div class="messages" ref={listRef} onScroll={onScroll} data-testid="messages" role="log" aria-live="polite" tabIndex={0} aria-label="Messages">
         {thread?.loadingOlder && <div class="loading-older">Loading…</div>}
@@ -211,6 +219,61 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
       </form>
       )}
     </section>
+  );
+}
+
+/** A group's members, with what my role lets me do to each: remove, make admin or owner. */
+function MembersPanel({ session, id, me, version }: { session: Session; id: number; me: string; version: number }) {
+  const [members, setMembers] = useState<MemberList['members']>([]);
+  // Reloaded whenever the group's newest event changes (someone joined, left, got a role).
+  useEffect(() => {
+    let live = true;
+    session.http.members(id).then(
+      (list) => live && setMembers(list.members),
+      () => live && setMembers([]),
+    );
+    return () => {
+      live = false;
+    };
+  }, [session, id, version]);
+  const mine = members.find((m) => m.user.username === me)?.role ?? 'member';
+  const rank = { member: 0, admin: 1, owner: 2 } as const;
+  const act = (what: Promise<unknown>) =>
+    what.then(
+      () => session.http.members(id).then((list) => setMembers(list.members)),
+      (e: Error) => toast(e.message, 'error'),
+    );
+  return (
+    <ul class="members-panel" aria-label="Members" data-testid="members-panel">
+      {members.map((m) => {
+        const name = m.user.username;
+        const self = name === me;
+        return (
+          <li key={name} data-testid="member" data-user={name} data-role={m.role}>
+            <Avatar name={m.user.display_name} size={28} />
+            <span class="member-name">
+              {m.user.display_name} <span class="muted small">@{name}</span>
+            </span>
+            <span class="muted small">{m.role}</span>
+            {!self && mine === 'owner' && m.role !== 'admin' && (
+              <button class="btn link small" data-testid="make-admin" onClick={() => void act(session.http.setRole(id, name, 'admin'))}>
+                Make admin
+              </button>
+            )}
+            {!self && mine === 'owner' && m.role === 'admin' && (
+              <button class="btn link small" data-testid="make-member" onClick={() => void act(session.http.setRole(id, name, 'member'))}>
+                Make member
+              </button>
+            )}
+            {!self && rank[mine] > rank[m.role] && (
+              <button class="btn link small danger" data-testid="remove-member" aria-label={`Remove ${name}`} onClick={() => void act(session.http.removeMember(id, name))}>
+                Remove
+              </button>
+            )}
+          </li>
+        );
+      })}
+    </ul>
   );
 }
 
