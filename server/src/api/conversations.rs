@@ -75,9 +75,11 @@ pub struct NewConversation {
     /// Open (or find) the direct conversation with this user.
     pub user: Option<String>,
     /// A new group's title (1–128 characters).
+    #[schema(min_length = 1, max_length = 128)]
     pub title: Option<String>,
-    /// A new group's first members besides you (user names).
+    /// A new group's first members besides you (user names, at most 100).
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub members: Vec<String>,
 }
 
@@ -156,6 +158,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct ConversationUpdate {
     /// The group's new title (1–128 characters).
+    #[schema(min_length = 1, max_length = 128)]
     pub title: String,
 }
 
@@ -205,6 +208,7 @@ pub async fn members(
 #[serde(deny_unknown_fields)]
 pub struct AddMembers {
     /// User names (at most 100); those who are members already are left as they are.
+    #[schema(min_items = 1, max_items = 100)]
     pub users: Vec<String>,
 }
 
