@@ -26,6 +26,8 @@ use super::{ChangeDetails, Chat, Identity, MessageKind, MessageView, Presence};
 
 /// Longest group title, in characters.
 pub const MAX_TITLE_CHARS: usize = 128;
+/// Most users one request adds to a group (or makes one with).
+pub const MAX_ADDED_AT_ONCE: usize = 100;
 /// Typing notices are not relayed in groups larger than this: nobody reads "300 people are
 /// typing", and each notice would cost a delivery per member.
 const TYPING_MAX_MEMBERS: usize = 100;
@@ -123,6 +125,21 @@ pub enum GroupChange {
     Rename(String),
 }
 
+fn valid_invitees(
+    field_name: &'static str,
+    names: &[String],
+    at_least: usize,
+) -> Result<(), AppError> {
+    if names.len() < at_least || names.len() > MAX_ADDED_AT_ONCE {
+        return Err(field(
+            field_name,
+            "invalid",
+            format!("give {at_least}–{MAX_ADDED_AT_ONCE} user names"),
+        ));
+    }
+    Ok(())
+}
+
 fn valid_title(raw: &str) -> Result<String, AppError> {
     let title = crate::input::shown_name(raw).map_err(|_| {
         field(
@@ -170,8 +187,9 @@ impl Chat {
                 .or_default()
                 .push(member);
         }
-        let reads: HashMap<(i64, i64), i64> = store::members_of(conn, &ids)?
-            .into_iter()
+        let reads: HashMap<(i64, i64), i64> = members
+            .values()
+            .flatten()
             .map(|m| ((m.conversation_id, m.user_id), m.last_read_seq))
             .collect();
         let peer_ids: Vec<i64> = rows.iter().filter_map(|c| c.peer_of(user_id)).collect();
@@ -443,7 +461,7 @@ impl Chat {
             .await?;
         let peer = kind.peer_of(user_id);
         let peer_name = match peer {
-            Some(peer) => Some(self.name_of(peer).await?),
+            Some(peer) => Some(self.directory.name_of(peer).await?),
             None => None,
         };
         if advanced && let Some(peer) = peer {
@@ -470,18 +488,6 @@ impl Chat {
         self.bus
             .to_user(user_id, &Outbound::Frame(own.to_text()), None);
         Ok(state)
-    }
-
-    async fn name_of(&self, user_id: i64) -> Result<String, AppError> {
-        let directory = self.directory.clone();
-        self.db
-            .run(move |conn| {
-                Ok(directory
-                    .names(conn, &[user_id])?
-                    .remove(&user_id)
-                    .unwrap_or_default())
-            })
-            .await
     }
 
     /// Relays "typing" to the other members of a conversation. Not stored; the caller
@@ -524,6 +530,7 @@ impl Chat {
         members: &[String],
     ) -> Result<ConversationView, AppError> {
         let title = valid_title(title)?;
+        valid_invitees("members", members, 0)?;
         let mut ids = Vec::with_capacity(members.len());
         for name in members {
             ids.push(self.directory.resolve(name).await?.0);
@@ -579,6 +586,7 @@ impl Chat {
         }
         let (kind, change, details) = match change {
             GroupChange::Add(names) => {
+                valid_invitees("users", &names, 1)?;
                 let mut users = Vec::with_capacity(names.len());
                 for name in &names {
                     users.push(self.directory.resolve(name).await?.0);

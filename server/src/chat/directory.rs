@@ -140,6 +140,19 @@ impl Directory {
         Ok((user.id, user.username))
     }
 
+    /// The name of a user by id (empty if there is none), from the cache or one query.
+    pub async fn name_of(&self, user_id: i64) -> Result<String, AppError> {
+        let this = self.clone();
+        self.db
+            .run(move |conn| {
+                Ok(this
+                    .names(conn, &[user_id])?
+                    .remove(&user_id)
+                    .unwrap_or_default())
+            })
+            .await
+    }
+
     /// Names for ids, from the cache or one query (run on the caller's connection).
     pub fn names(
         &self,

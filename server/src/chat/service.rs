@@ -233,10 +233,7 @@ impl Chat {
         conn: &mut DbConnection,
         rows: &[EventRow],
     ) -> Result<Vec<MessageView>, AppError> {
-        Ok(addressed(&self.directory, conn, rows)?
-            .into_iter()
-            .map(|(view, _)| view)
-            .collect())
+        views(&self.directory, conn, rows)
     }
 
     /// Everything newer than `after` for `user`, in pages, or word that it is too much.
@@ -408,24 +405,16 @@ impl Chat {
     }
 }
 
-/// Rows as clients see them (with the names of senders, direct peers and a change's users), and
-/// each one's recipients: the members who see it.
-fn addressed(
+/// Rows as clients see them, with the names of senders, direct peers and a change's users.
+fn views(
     directory: &Directory,
     conn: &mut DbConnection,
     rows: &[EventRow],
-) -> Result<Vec<(MessageView, Vec<i64>)>, AppError> {
+) -> Result<Vec<MessageView>, AppError> {
     let mut conversation_ids: Vec<i64> = rows.iter().map(|r| r.conversation_id).collect();
     conversation_ids.sort_unstable();
     conversation_ids.dedup();
     let pairs = conversations::direct_pairs(conn, &conversation_ids)?;
-    let mut members: HashMap<i64, Vec<conversations::MemberRow>> = HashMap::new();
-    for member in conversations::all_members(conn, &conversation_ids)? {
-        members
-            .entry(member.conversation_id)
-            .or_default()
-            .push(member);
-    }
     let peer = |row: &EventRow| {
         pairs
             .get(&row.conversation_id)
@@ -446,8 +435,26 @@ fn addressed(
     let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
     Ok(rows
         .iter()
+        .map(|row| MessageView::from_row(row, peer(row), name))
+        .collect())
+}
+
+/// Each row's recipients: the members (then) of its conversation who see it.
+fn recipients(conn: &mut DbConnection, rows: &[EventRow]) -> Result<Vec<Vec<i64>>, AppError> {
+    let mut conversation_ids: Vec<i64> = rows.iter().map(|r| r.conversation_id).collect();
+    conversation_ids.sort_unstable();
+    conversation_ids.dedup();
+    let mut members: HashMap<i64, Vec<conversations::MemberRow>> = HashMap::new();
+    for member in conversations::all_members(conn, &conversation_ids)? {
+        members
+            .entry(member.conversation_id)
+            .or_default()
+            .push(member);
+    }
+    Ok(rows
+        .iter()
         .map(|row| {
-            let recipients = members
+            members
                 .get(&row.conversation_id)
                 .map(|all| {
                     all.iter()
@@ -455,8 +462,7 @@ fn addressed(
                         .map(|m| m.user_id)
                         .collect()
                 })
-                .unwrap_or_default();
-            (MessageView::from_row(row, peer(row), name), recipients)
+                .unwrap_or_default()
         })
         .collect())
 }
@@ -485,8 +491,9 @@ impl LogSource for StoredLog {
             };
             let entries = rows
                 .iter()
-                .zip(addressed(directory, conn, &rows)?)
-                .map(|(row, (message, recipients))| LogEntry {
+                .zip(views(directory, conn, &rows)?)
+                .zip(recipients(conn, &rows)?)
+                .map(|((row, message), recipients)| LogEntry {
                     id: row.seq,
                     sender_id: row.sender_id,
                     recipients: recipients.into(),

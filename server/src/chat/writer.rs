@@ -69,6 +69,7 @@ use crate::ws::protocol::ServerFrame;
 
 use super::membership::{self, Change, Member, MemberUpdate, Role};
 use super::release_order::{ReleaseOrder, Released};
+use super::service::not_yours;
 use super::{Directory, MessageView};
 
 /// Most rows in one INSERT (8 binds each stays far below every backend's limit). A batch's
@@ -544,33 +545,32 @@ fn check(
     let verdicts = batch
         .iter()
         .map(|pending| {
-            let current: Vec<Member> = members
+            let current = members
                 .get(&pending.row.conversation_id)
-                .map(|rows| {
-                    rows.iter()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            match &pending.change {
+                Some(change) => {
+                    let current: Vec<Member> = current
+                        .iter()
                         .map(|m| Member {
                             user_id: m.user_id,
                             role: Role::parse(&m.role),
                             joined_seq: m.joined_seq,
                         })
-                        .collect()
-                })
-                .unwrap_or_default();
-            match &pending.change {
-                Some(change) => membership::plan(
-                    change,
-                    pending.row.sender_id,
-                    &current,
-                    is_group,
-                    shared.max_members,
-                ),
+                        .collect();
+                    membership::plan(
+                        change,
+                        pending.row.sender_id,
+                        &current,
+                        is_group,
+                        shared.max_members,
+                    )
+                }
                 None if current.iter().any(|m| m.user_id == pending.row.sender_id) => {
                     Ok(Vec::new())
                 }
-                None => Err(AppError::new(
-                    ErrorCode::ConversationNotFound,
-                    "no such conversation of yours",
-                )),
+                None => Err(not_yours()),
             }
         })
         .collect();
@@ -635,12 +635,17 @@ fn finish(
     names_needed.dedup();
     let names = shared.directory.names(conn, &names_needed)?;
     let name = |id: i64| names.get(&id).cloned().unwrap_or_default();
+    // The rows come back in the database's order: find each one's pending event by its key.
+    let by_key: HashMap<(i64, &str), usize> = batch
+        .iter()
+        .enumerate()
+        .map(|(index, p)| ((p.row.sender_id, p.row.client_msg_id.as_str()), index))
+        .collect();
     for (row, created) in stored {
-        let Some((index, pending)) = batch.iter().enumerate().find(|(_, p)| {
-            p.row.sender_id == row.sender_id && p.row.client_msg_id == row.client_msg_id
-        }) else {
+        let Some(&index) = by_key.get(&(row.sender_id, row.client_msg_id.as_str())) else {
             continue;
         };
+        let pending = &batch[index];
         let members = checked
             .members
             .get(&row.conversation_id)

@@ -141,25 +141,16 @@ pub fn direct_pairs(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<HashMap
         .collect())
 }
 
-/// A user's membership of a conversation.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = members)]
-pub struct Membership {
-    pub conversation_id: i64,
-    pub user_id: i64,
-    pub last_read_seq: i64,
-}
-
 /// The conversations `user_id` belongs to now.
-pub fn memberships(conn: &mut DbConnection, user_id: i64) -> QueryResult<Vec<Membership>> {
+pub fn memberships(conn: &mut DbConnection, user_id: i64) -> QueryResult<Vec<MemberRow>> {
     members::table
         .filter(members::user_id.eq(user_id))
         .filter(members::left_seq.is_null())
-        .select(Membership::as_select())
+        .select(MemberRow::as_select())
         .load(conn)
 }
 
-/// A member row as the rules and the delivery need it.
+/// A member row: role, when they joined and left, how far they read.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = members)]
 pub struct MemberRow {
@@ -169,6 +160,7 @@ pub struct MemberRow {
     pub joined_at: time::PrimitiveDateTime,
     pub joined_seq: i64,
     pub left_seq: Option<i64>,
+    pub last_read_seq: i64,
 }
 
 impl MemberRow {
@@ -256,15 +248,6 @@ pub fn set_role(
         .set(members::role.eq(role))
         .execute(conn)?;
     Ok(())
-}
-
-/// Every current member of these conversations.
-pub fn members_of(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<Membership>> {
-    members::table
-        .filter(members::conversation_id.eq_any(ids))
-        .filter(members::left_seq.is_null())
-        .select(Membership::as_select())
-        .load(conn)
 }
 
 /// Everyone who shares a conversation with `user_id`.
