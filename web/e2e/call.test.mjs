@@ -2,7 +2,7 @@
 // answered on the callee's second tab.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, newPage, signUp, openChatWith, shot, copyToDocs, until, assertNoCspViolations } from './harness.mjs';
+import { startServer, launchBrowser, newPage, signUp, openChatWith, shot, copyToDocs, until, assertNoCspViolations, allConnected, audioFlows, peerStates as states } from './harness.mjs';
 
 let server, browser;
 before(async () => {
@@ -16,33 +16,7 @@ after(async () => {
 // The app must do nothing its own Content-Security-Policy forbids.
 afterEach(assertNoCspViolations);
 
-const states = (page) => page.evaluate(() => window.__pychat.peerStates());
-const stats = (page) => page.evaluate(() => window.__pychat.peerStats());
 const status = (page) => page.getByTestId('call-status').textContent();
-
-async function allConnected(page, n) {
-  return until(
-    async () => {
-      const s = await states(page);
-      const v = Object.values(s);
-      return v.length === n && v.every((x) => x === 'connected') ? s : null;
-    },
-    { what: `${n} connected peer connection(s)`, timeout: 20_000 },
-  );
-}
-
-/** Inbound audio bytes from every peer grow between two samples. */
-async function audioFlows(page) {
-  const first = await stats(page);
-  await until(
-    async () => {
-      const now = await stats(page);
-      return Object.keys(first).length > 0 && Object.entries(now).every(([id, s]) => s.audioBytesReceived > (first[id]?.audioBytesReceived ?? 0) && s.audioBytesReceived > 0);
-    },
-    { what: 'inbound audio bytes growing' },
-  );
-  return stats(page);
-}
 
 async function createRoom(page, name) {
   await page.getByTestId('nav-rooms').click();

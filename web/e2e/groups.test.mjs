@@ -3,7 +3,7 @@
 // loses access at once), and a member who leaves can no longer send.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, newPage, signUp, shot, until, assertNoCspViolations } from './harness.mjs';
+import { startServer, launchBrowser, newPage, signUp, shot, until, assertNoCspViolations, allConnected, audioFlows } from './harness.mjs';
 
 let server, browser;
 const msg = (page, text) => page.locator('[data-testid="message"]', { hasText: text }).first();
@@ -103,4 +103,54 @@ test('make a group, chat in it, add, promote and remove members, leave', async (
   await annGroup.click();
   await msg(ann.page, 'Hi all 👋').waitFor();
   await msg(ann.page, 'Bye bob').waitFor();
+});
+
+test('a call in a group: rings every member, one answers, one joins from the bar, media flows, history keeps it', async () => {
+  const dee = await newPage(browser, server.base);
+  const eve = await newPage(browser, server.base);
+  const fay = await newPage(browser, server.base);
+  await signUp(dee.page, 'dee', 'Dee Dee');
+  await signUp(eve.page, 'eve', 'Eve Online');
+  await signUp(fay.page, 'fay', 'Fay Wray');
+  await dee.page.getByTestId('new-group').click();
+  await dee.page.getByTestId('new-group-title').fill('Band 🎸');
+  await dee.page.getByTestId('new-group-members').fill('eve, fay');
+  await dee.page.getByTestId('new-group-create').click();
+  await dee.page.getByTestId('chat-peer').filter({ hasText: 'Band 🎸' }).waitFor();
+  await say(dee.page, 'Rehearsal call?');
+  for (const p of [eve.page, fay.page]) {
+    await p.locator('[data-testid="conversation"][data-kind="group"]').click();
+    await msg(p, 'Rehearsal call?').waitFor();
+  }
+
+  // Dee calls the group: both others ring, naming the group.
+  await dee.page.getByTestId('group-call-video').click();
+  await dee.page.getByTestId('call-view').waitFor();
+  assert.match(await dee.page.getByTestId('call-room').textContent(), /Band 🎸/);
+  for (const p of [eve.page, fay.page]) {
+    await p.getByTestId('incoming-call').waitFor();
+    assert.match(await p.getByTestId('incoming-what').textContent(), /everyone in Band 🎸/);
+  }
+  await shot(eve.page, 'group-call-ringing');
+  // Eve answers; Fay declines, sees the call is going on, and joins it from the group.
+  await eve.page.getByTestId('call-accept').click();
+  await fay.page.getByTestId('call-decline').click();
+  await fay.page.getByTestId('incoming-call').waitFor({ state: 'detached' });
+  await fay.page.getByTestId('group-call-bar').waitFor();
+  assert.match(await fay.page.getByTestId('group-call-bar').textContent(), /dee’s video call is going on/);
+  await fay.page.getByTestId('group-call-join').click();
+  for (const p of [dee.page, eve.page, fay.page]) {
+    await allConnected(p, 2);
+    await audioFlows(p);
+  }
+  await until(async () => (await dee.page.locator('[data-testid="member"]').count()) === 3, { what: '3 in the call' });
+  await shot(fay.page, 'group-call');
+
+  // Everyone hangs up: the history keeps the call's start and end.
+  for (const p of [eve.page, fay.page, dee.page]) await p.getByTestId('call-leave').click();
+  for (const p of [dee.page, eve.page, fay.page]) {
+    await p.locator('[data-testid="group-event"][data-kind="call_started"]', { hasText: 'started a video call' }).waitFor();
+    await p.locator('[data-testid="group-event"][data-kind="call_ended"]', { hasText: 'The call ended' }).waitFor();
+  }
+  assert.equal(await fay.page.getByTestId('group-call-bar').count(), 0, 'no call going on any more');
 });

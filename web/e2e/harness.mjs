@@ -171,3 +171,32 @@ export async function until(fn, { timeout = 15_000, interval = 200, what = 'cond
     await new Promise((r) => setTimeout(r, interval));
   }
 }
+
+/** The call's peer connections' states, by peer id. */
+export const peerStates = (page) => page.evaluate(() => window.__pychat.peerStates());
+const peerStats = (page) => page.evaluate(() => window.__pychat.peerStats());
+
+/** Waits until the page has `n` peer connections, all connected. */
+export async function allConnected(page, n) {
+  return until(
+    async () => {
+      const s = await peerStates(page);
+      const v = Object.values(s);
+      return v.length === n && v.every((x) => x === 'connected') ? s : null;
+    },
+    { what: `${n} connected peer connection(s)`, timeout: 20_000 },
+  );
+}
+
+/** Inbound audio bytes from every peer grow between two samples. */
+export async function audioFlows(page) {
+  const first = await peerStats(page);
+  await until(
+    async () => {
+      const now = await peerStats(page);
+      return Object.keys(first).length > 0 && Object.entries(now).every(([id, s]) => s.audioBytesReceived > (first[id]?.audioBytesReceived ?? 0) && s.audioBytesReceived > 0);
+    },
+    { what: 'inbound audio bytes growing' },
+  );
+  return peerStats(page);
+}

@@ -9,6 +9,7 @@ import {
   applyReadState,
   applyTyping,
   delivery,
+  callDuration,
   describeChange,
   initialChatState,
   isTyping,
@@ -146,6 +147,17 @@ describe('group state', () => {
     expect(describeChange('me', removal)).toBe('ann removed you');
     expect(describeChange('me', g(10, 'me', { kind: 'members_added', subjects: ['bob', 'cid'] }))).toBe('You added bob, cid');
     expect(describeChange('bob', g(11, 'ann', { kind: 'member_left', subjects: ['bob'] }))).toBe('ann left; you now own the group');
+  });
+
+  it("tells a group call's start and end, with how long it lasted", () => {
+    const started = g(12, 'ann', { kind: 'call_started', body: '', call: { call_id: 'c', media: 'video' } });
+    const ended = g(13, 'ann', { kind: 'call_ended', body: '', call: { call_id: 'c', media: 'video', duration_secs: 3725 } });
+    expect(describeChange('me', started)).toBe('ann started a video call');
+    expect(describeChange('me', ended)).toBe('The call ended · 1:02:05');
+    expect(callDuration(65)).toBe('1:05');
+    // Neither counts as unread.
+    const s = addMessages(initialChatState('me'), [started, ended]);
+    expect(s.conversations['#7'].unread).toBe(0);
   });
 
   it('takes whole emoji for initials', () => {

@@ -9,8 +9,8 @@ use super::body::Json;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::chat::{
-    ConversationPage, ConversationView, GroupChange, HistoryPage, Identity, MemberList, ReadState,
-    Role,
+    ConversationPage, ConversationType, ConversationView, GroupChange, HistoryPage, Identity,
+    MemberList, ReadState, Role,
 };
 use crate::db::events::PageCursor;
 use crate::error::{AppError, ErrorBody, ErrorCode};
@@ -58,12 +58,30 @@ pub async fn list(
     query: web::Query<ConversationsQuery>,
 ) -> Result<web::Json<ConversationPage>, AppError> {
     let limit = super::page_limit(query.limit, DEFAULT_CONVERSATIONS, MAX_CONVERSATIONS)?;
-    Ok(web::Json(
-        state
-            .chat
-            .conversations(&identity(auth), query.before, limit as usize)
-            .await?,
-    ))
+    let mut page = state
+        .chat
+        .conversations(&identity(auth), query.before, limit as usize)
+        .await?;
+    with_calls(&state, &mut page.conversations).await;
+    Ok(web::Json(page))
+}
+
+/// Marks the groups with a call going on.
+async fn with_calls(state: &AppState, views: &mut [ConversationView]) {
+    if !views.iter().any(|v| v.kind == ConversationType::Group) {
+        return;
+    }
+    let mut calls = state.calls.active_calls().await;
+    for view in views {
+        view.active_call = calls.remove(&view.id);
+    }
+}
+
+/// One conversation of the user's, with its call.
+async fn view_of(state: &AppState, user: &Identity, id: i64) -> Result<ConversationView, AppError> {
+    let mut view = state.chat.conversation(user, id).await?;
+    with_calls(state, std::slice::from_mut(&mut view)).await;
+    Ok(view)
 }
 
 /// Either `user` (the direct conversation with them) or `title` and `members` (a new group).
@@ -139,9 +157,7 @@ pub async fn get(
     id: web::Path<String>,
 ) -> Result<web::Json<ConversationView>, AppError> {
     let id = conversation_id(&id)?;
-    Ok(web::Json(
-        state.chat.conversation(&identity(auth), id).await?,
-    ))
+    Ok(web::Json(view_of(&state, &identity(auth), id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -174,7 +190,7 @@ pub async fn update(
         .chat
         .change_group(&user, id, GroupChange::Rename(body.into_inner().title))
         .await?;
-    Ok(web::Json(state.chat.conversation(&user, id).await?))
+    Ok(web::Json(view_of(&state, &user, id).await?))
 }
 
 /// The conversation's current members: owner first, then admins, then members.

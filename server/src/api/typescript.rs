@@ -7,8 +7,8 @@ use ts_rs::TS;
 use crate::accounts::UserView;
 use crate::calls::ice::{IceServer, IceServers};
 use crate::chat::{
-    ConversationMember, ConversationPage, ConversationType, ConversationView, HistoryPage,
-    MemberList, Presence, ReadState,
+    ActiveCall, ConversationMember, ConversationPage, ConversationType, ConversationView,
+    HistoryPage, MemberList, Presence, ReadState,
 };
 use crate::error::{ErrorBody, ErrorDetail, FieldError};
 
@@ -25,6 +25,7 @@ pub fn typescript() -> String {
         UserList::decl(&cfg),
         ConversationType::decl(&cfg),
         ConversationView::decl(&cfg),
+        ActiveCall::decl(&cfg),
         ConversationPage::decl(&cfg),
         HistoryPage::decl(&cfg),
         ReadState::decl(&cfg),
@@ -39,7 +40,7 @@ pub fn typescript() -> String {
     let mut out = String::from(
         "// Generated from the REST API's Rust types (server/src/api/typescript.rs) by `cargo test -p pychat rest_types`.\n\
          // Do not edit: change the Rust types and run `PYCHAT_BLESS=1 cargo test -p pychat rest_types`.\n\n\
-         import type { ErrorCode, MessageView, PresenceStatus, Role } from './protocol';\n\n",
+         import type { CallMedia, ErrorCode, MessageView, PresenceStatus, Role } from './protocol';\n\n",
     );
     for declaration in declarations {
         out.push_str("export ");

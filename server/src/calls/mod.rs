@@ -60,6 +60,9 @@ pub enum CallEndReason {
     Missed,
     /// Another of the callee's devices answered.
     AnsweredElsewhere,
+    /// A group call stopped ringing here: declined, or nobody here answered in time (the call
+    /// may go on: join it from the group while it lasts).
+    StoppedRinging,
 }
 
 /// A member of a room as everyone in it sees them.
@@ -85,6 +88,15 @@ pub struct RoomView {
     pub session_started: bool,
     /// A direct call's private room: nobody can join it by name.
     pub direct: bool,
+    /// The group whose call this is (nobody joins it by name; its members join with
+    /// `call {conversation_id}`).
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<i64>,
+    /// A group call's id (as in `incoming_call`).
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
     pub max_peers: u32,
     /// In the order they joined.
     pub members: Vec<MemberView>,

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::auth::tokens::random_token;
 use crate::bus::Bus;
-use crate::chat::{Chat, Identity, MessageKind};
+use crate::chat::{ActiveCall, CallAudience, CallSummary, Chat, Identity, MessageKind, Target};
 use crate::error::{AppError, ErrorCode};
 use crate::ws::hub::{ConnId, Outbound};
 use crate::ws::protocol::ServerFrame;
 
-use super::rooms::{Caller, Delivery, HeldSeat, Registry, Target};
+use super::rooms::{self, Caller, Delivery, EndedCall, Entry, HeldSeat, Registry};
 use super::{CallMedia, RoomView, SignalKind};
 
 #[derive(Debug, Clone, Copy)]
@@ -96,20 +96,61 @@ impl Calls {
         self.quotas.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `change` on the registry: in memory, or in Redis under the cluster-wide lock.
+    /// Runs `change` on the registry: in memory, or in Redis under the cluster-wide lock. The
+    /// group calls it ended are recorded in their groups' histories.
     async fn with_registry<T>(
         &self,
         change: impl FnOnce(&mut Registry) -> T,
     ) -> Result<T, AppError> {
-        match self.bus.redis() {
-            None => Ok(change(
-                &mut self.local.lock().unwrap_or_else(|e| e.into_inner()),
-            )),
+        let change = |registry: &mut Registry| (change(registry), registry.take_ended());
+        let (out, ended) = match self.bus.redis() {
+            None => change(&mut self.local.lock().unwrap_or_else(|e| e.into_inner())),
             Some(redis) => redis
                 .update_json(REGISTRY_KEY, change)
                 .await
-                .map_err(|err| unavailable(&err)),
+                .map_err(|err| unavailable(&err))?,
+        };
+        for EndedCall(call) in ended {
+            let duration_ms = unix_ms().saturating_sub(call.started_at_ms).max(0);
+            let summary = CallSummary {
+                call_id: call.call_id,
+                media: call.media,
+                duration_secs: Some(u64::try_from(duration_ms / 1000).unwrap_or(0)),
+            };
+            self.record_call_event(
+                call.conversation_id,
+                call.starter_id,
+                call.starter_name,
+                MessageKind::CallEnded,
+                summary,
+            );
         }
+        Ok(out)
+    }
+
+    /// Stores a group call's start or end off the caller's path (a failure is logged: the call
+    /// itself is not affected).
+    fn record_call_event(
+        &self,
+        conversation_id: i64,
+        starter_id: i64,
+        starter_name: String,
+        kind: MessageKind,
+        summary: CallSummary,
+    ) {
+        let chat = self.chat.clone();
+        actix_web::rt::spawn(async move {
+            let starter = Identity {
+                user_id: starter_id,
+                username: starter_name,
+            };
+            if let Err(err) = chat
+                .store_call_event(conversation_id, &starter, kind, &summary)
+                .await
+            {
+                tracing::warn!(error = %err, conversation_id, "could not record a group call");
+            }
+        });
     }
 
     /// Reads the registry without changing it (signal routing, room views).
@@ -129,9 +170,9 @@ impl Calls {
             let out = Outbound::Frame(delivery.frame.to_text());
             for target in delivery.to {
                 match target {
-                    Target::Conn { user_id, conn } => self.bus.to_conn(user_id, conn, &out),
-                    Target::User(user_id) => self.bus.to_user(user_id, &out, None),
-                    Target::UserExcept { user_id, conn } => {
+                    rooms::Target::Conn { user_id, conn } => self.bus.to_conn(user_id, conn, &out),
+                    rooms::Target::User(user_id) => self.bus.to_user(user_id, &out, None),
+                    rooms::Target::UserExcept { user_id, conn } => {
                         self.bus.to_user(user_id, &out, Some(conn));
                     }
                 }
@@ -268,15 +309,119 @@ impl Calls {
             .await?
     }
 
-    /// Rings every connection of `to`; the call times out after the ring timeout.
+    /// Rings every connection of a user, or calls a conversation (see [`Calls::call_conversation`]).
     pub async fn call(
         &self,
         who: &Caller,
-        to: &str,
+        target: Target<'_>,
         media: CallMedia,
         id: Option<String>,
     ) -> Result<ServerFrame, AppError> {
-        let (callee_id, callee_name) = self.chat.resolve_user(to).await?;
+        match target {
+            Target::User(to) => {
+                let (callee_id, callee_name) = self.chat.resolve_user(to).await?;
+                self.ring(who, callee_id, callee_name, media, id).await
+            }
+            Target::Conversation(conversation_id) => {
+                self.call_conversation(who, conversation_id, media, id)
+                    .await
+            }
+        }
+    }
+
+    /// A direct conversation: rings its other user. A group: joins its call if one is going
+    /// on, or starts one that rings every other member for the ring timeout and is recorded
+    /// in the group's history (`call_started`, and `call_ended` when its last member leaves).
+    pub async fn call_conversation(
+        &self,
+        who: &Caller,
+        conversation_id: i64,
+        media: CallMedia,
+        id: Option<String>,
+    ) -> Result<ServerFrame, AppError> {
+        let members = match self
+            .chat
+            .call_audience(&who.identity(), conversation_id)
+            .await?
+        {
+            CallAudience::Direct { peer_id, peer_name } => {
+                return self.ring(who, peer_id, peer_name, media, id).await;
+            }
+            CallAudience::Group { members } => members,
+        };
+        let per_minute = self.limits.calls_per_minute;
+        if !quota_left(&mut self.quotas().calls, who.user_id, per_minute) {
+            return Err(rate_limited("calls placed"));
+        }
+        let call_id = random_token(12);
+        let new_call = call_id.clone();
+        let max_peers = self.limits.max_peers;
+        let started_at_ms = unix_ms();
+        let (reply, deliveries, entry) = self
+            .with_registry(|registry| {
+                registry.call_conversation(
+                    new_call,
+                    who,
+                    conversation_id,
+                    &members,
+                    media,
+                    max_peers,
+                    started_at_ms,
+                    id,
+                )
+            })
+            .await??;
+        self.deliver(deliveries);
+        if entry == Entry::Started {
+            self.quotas()
+                .calls
+                .entry(who.user_id)
+                .or_default()
+                .push_back(Instant::now());
+            let summary = CallSummary {
+                call_id: call_id.clone(),
+                media,
+                duration_secs: None,
+            };
+            self.record_call_event(
+                conversation_id,
+                who.user_id,
+                who.username.clone(),
+                MessageKind::CallStarted,
+                summary,
+            );
+            let this = self.clone();
+            let timeout = self.limits.ring_timeout;
+            actix_web::rt::spawn(async move {
+                actix_web::rt::time::sleep(timeout).await;
+                if let Ok(deliveries) = this
+                    .with_registry(|registry| registry.conversation_ring_timeout(&call_id))
+                    .await
+                {
+                    this.deliver(deliveries);
+                }
+            });
+        }
+        Ok(reply)
+    }
+
+    /// The calls going on in groups, by conversation (empty while shared state is unreachable:
+    /// a conversation view then simply shows none).
+    pub async fn active_calls(&self) -> HashMap<i64, ActiveCall> {
+        self.read_registry(|registry| registry.active_calls().into_iter().collect())
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Rings every connection of a user; the call times out after the ring timeout.
+    async fn ring(
+        &self,
+        who: &Caller,
+        callee_id: i64,
+        callee_name: String,
+        media: CallMedia,
+        id: Option<String>,
+    ) -> Result<ServerFrame, AppError> {
         if callee_id == who.user_id {
             return Err(AppError::validation(vec![crate::error::FieldError {
                 field: "to",
@@ -314,10 +459,27 @@ impl Calls {
     }
 
     pub async fn accept_call(&self, who: &Caller, call_id: &str) -> Result<(), AppError> {
+        self.check_still_member(who, call_id).await?;
         let deliveries = self
             .with_registry(|registry| registry.accept(call_id, who))
             .await??;
         self.deliver(deliveries);
+        Ok(())
+    }
+
+    /// A group call is answered only by someone who is a member of the group now.
+    async fn check_still_member(&self, who: &Caller, call_id: &str) -> Result<(), AppError> {
+        let group = self
+            .read_registry(|registry| registry.conversation_of_call(call_id))
+            .await?;
+        if let Some(conversation_id) = group {
+            self.chat
+                .call_audience(&who.identity(), conversation_id)
+                .await
+                .map_err(|_| {
+                    AppError::new(ErrorCode::CallNotFound, "no such ringing call for you")
+                })?;
+        }
         Ok(())
     }
 
@@ -430,4 +592,16 @@ impl Caller {
             conn,
         }
     }
+
+    fn identity(&self) -> Identity {
+        Identity {
+            user_id: self.user_id,
+            username: self.username.clone(),
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }

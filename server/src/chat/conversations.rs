@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::accounts::UserView;
 use crate::auth::tokens::random_token;
+use crate::calls::CallMedia;
 use crate::db::conversations::{self as store, ConversationRow, MemberRow};
 use crate::db::events::{self, NewEvent, PageCursor};
 use crate::db::{self, DbConnection, users};
@@ -71,6 +72,21 @@ pub struct ConversationView {
     #[ts(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_last_read_id: Option<i64>,
+    /// A group's call in progress: `call {conversation_id}` joins it.
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_call: Option<ActiveCall>,
+}
+
+/// A call going on in a group.
+#[derive(Debug, Clone, Serialize, ToSchema, TS, PartialEq, Eq)]
+pub struct ActiveCall {
+    pub call_id: String,
+    pub media: CallMedia,
+    /// Who started it.
+    pub started_by: String,
+    /// The user names in it now, in the order they joined (one per device).
+    pub participants: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema, TS)]
@@ -236,6 +252,7 @@ impl Chat {
                 unread_count: events::unread_count(conn, row.id, user_id, last_read_id)?,
                 last_read_id,
                 peer_last_read_id: peer.map(|p| reads.get(&(row.id, p)).copied().unwrap_or(0)),
+                active_call: None,
             });
         }
         Ok(views)

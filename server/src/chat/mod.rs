@@ -1,6 +1,7 @@
 //! Direct messages: the rules (who may send what to whom), group-committed storage, history,
 //! conversations, read positions, typing and presence. No actix types here.
 
+mod call_events;
 mod conversations;
 mod directory;
 pub mod membership;
@@ -8,9 +9,10 @@ mod release_order;
 mod service;
 mod writer;
 
+pub use call_events::CallAudience;
 pub use conversations::{
-    ConversationMember, ConversationPage, ConversationType, ConversationView, GroupChange,
-    HistoryPage, MAX_TITLE_CHARS, MemberList, ReadState,
+    ActiveCall, ConversationMember, ConversationPage, ConversationType, ConversationView,
+    GroupChange, HistoryPage, MAX_TITLE_CHARS, MemberList, ReadState,
 };
 pub use directory::{ConversationKind, Directory};
 pub use membership::Role;
@@ -22,6 +24,7 @@ use time::OffsetDateTime;
 use ts_rs::TS;
 use utoipa::ToSchema;
 
+use crate::calls::CallMedia;
 use crate::db::events::EventRow;
 
 /// Longest message body, in characters after trimming.
@@ -49,6 +52,10 @@ pub enum MessageKind {
     RoleChanged,
     /// `from` renamed the group to `title`.
     TitleChanged,
+    /// `from` started a call in the group (`call` says which); members may join while it lasts.
+    CallStarted,
+    /// The group's call (`call`, with its duration) ended: its last member left.
+    CallEnded,
 }
 
 impl MessageKind {
@@ -62,6 +69,8 @@ impl MessageKind {
             Self::MemberLeft => "member_left",
             Self::RoleChanged => "role_changed",
             Self::TitleChanged => "title_changed",
+            Self::CallStarted => "call_started",
+            Self::CallEnded => "call_ended",
         }
     }
 
@@ -74,12 +83,39 @@ impl MessageKind {
             "member_left" => Self::MemberLeft,
             "role_changed" => Self::RoleChanged,
             "title_changed" => Self::TitleChanged,
+            "call_started" => Self::CallStarted,
+            "call_ended" => Self::CallEnded,
             _ => Self::Text,
         }
     }
 
+    /// A change to the conversation itself (members, roles, title).
     pub fn is_change(self) -> bool {
-        !matches!(self, Self::Text | Self::MissedCall)
+        !matches!(
+            self,
+            Self::Text | Self::MissedCall | Self::CallStarted | Self::CallEnded
+        )
+    }
+
+    fn is_call(self) -> bool {
+        matches!(self, Self::CallStarted | Self::CallEnded)
+    }
+}
+
+/// Which call a `call_started` / `call_ended` event is about (stored as its body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, ToSchema)]
+pub struct CallSummary {
+    pub call_id: String,
+    pub media: CallMedia,
+    /// How long it lasted, in whole seconds (on `call_ended`).
+    #[ts(optional)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<u64>,
+}
+
+impl CallSummary {
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -139,16 +175,23 @@ pub struct MessageView {
     #[ts(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// The call a `call_started` or `call_ended` is about.
+    #[ts(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallSummary>,
 }
 
 impl MessageView {
     /// `to`: the other user of a direct conversation. `name` gives a user's name by id.
     pub fn from_row(row: &EventRow, to: Option<i64>, name: impl Fn(i64) -> String) -> Self {
         let kind = MessageKind::parse(&row.kind);
-        let (body, details) = if kind.is_change() {
-            (String::new(), ChangeDetails::parse(&row.body))
+        let (body, details, call) = if kind.is_change() {
+            (String::new(), ChangeDetails::parse(&row.body), None)
+        } else if kind.is_call() {
+            let call = serde_json::from_str::<CallSummary>(&row.body).ok();
+            (String::new(), ChangeDetails::default(), call)
         } else {
-            (row.body.clone(), ChangeDetails::default())
+            (row.body.clone(), ChangeDetails::default(), None)
         };
         Self {
             id: row.seq,
@@ -163,6 +206,7 @@ impl MessageView {
                 .then(|| details.users.iter().map(|&u| name(u)).collect()),
             role: details.role,
             title: details.title,
+            call,
         }
     }
 

@@ -97,9 +97,15 @@ pub enum ClientFrame {
         camera: bool,
         screen: bool,
     },
-    /// Ring every connection of `to`.
+    /// Ring every connection of `to`, or call a conversation: in a direct one, its other user;
+    /// in a group, every member (or join the group's call if one is going on).
     Call {
-        to: String,
+        #[ts(optional)]
+        #[serde(default)]
+        to: Option<String>,
+        #[ts(optional)]
+        #[serde(default)]
+        conversation_id: Option<i64>,
         media: CallMedia,
     },
     /// Answer a ringing call (from any one of the callee's connections).
@@ -287,6 +293,10 @@ pub enum ServerFrame {
         call_id: String,
         from: String,
         media: CallMedia,
+        /// The group being called (absent for a direct call).
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<i64>,
     },
     /// Your call is ringing on the callee's devices.
     CallRinging {
@@ -458,6 +468,7 @@ pub fn typescript() -> String {
         HelloUser::decl(&cfg),
         ServerFrame::decl(&cfg),
         MessageView::decl(&cfg),
+        crate::chat::CallSummary::decl(&cfg),
         crate::chat::MessageKind::decl(&cfg),
         crate::chat::Role::decl(&cfg),
         PresenceStatus::decl(&cfg),

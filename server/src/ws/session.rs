@@ -707,11 +707,20 @@ impl Connection {
                     .await;
                 self.reply(id, result).await?;
             }
-            ClientFrame::Call { to, media } => {
+            ClientFrame::Call {
+                to,
+                conversation_id,
+                media,
+            } => {
                 let calls = self.realtime().calls.clone();
                 let caller = self.caller();
                 self.start(async move {
-                    Some(match calls.call(&caller, &to, media, id.clone()).await {
+                    let target = match (conversation_id, to.as_deref()) {
+                        (Some(id), None) => Target::Conversation(id),
+                        (None, Some(to)) => Target::User(to),
+                        _ => return Some(one_target_error(id)),
+                    };
+                    Some(match calls.call(&caller, target, media, id.clone()).await {
                         Ok(frame) => frame,
                         Err(err) => error_frame(id, &err),
                     })

@@ -171,6 +171,46 @@ async fn a_group_spans_instances_and_a_removal_takes_effect_on_all(backend: Back
             ack["message"]["id"]
         );
     }
+    // A call of the group started on one instance rings and seats members on the other.
+    let started = a
+        .request(
+            json!({"type": "call", "conversation_id": group, "media": "audio"}),
+            "call",
+        )
+        .await;
+    let call_id = started["room"]["call_id"]
+        .as_str()
+        .expect("call")
+        .to_string();
+    let ring = b.next_of("incoming_call").await;
+    assert_eq!(ring["call_id"], call_id.as_str());
+    b.send(json!({"type": "call_accept", "call_id": call_id}))
+        .await;
+    let accepted = b.next_of("call_accepted").await;
+    assert_eq!(accepted["room"]["conversation_id"], group);
+    assert_eq!(
+        a.next_of("member_joined").await["member"]["username"],
+        "bob"
+    );
+    let pa = started["peer_id"].as_str().expect("peer").to_string();
+    b.send(json!({"type": "signal", "to": pa, "kind": "offer", "payload": {}}))
+        .await;
+    assert_eq!(a.next_of("signal").await["from_user"], "bob");
+    for ws in [&mut a, &mut b] {
+        ws.request(json!({"type": "room_leave"}), "bye").await;
+    }
+    // Its start and end reach members on both instances, in order, as events of the group.
+    assert_eq!(
+        c.next_of("message").await["message"]["kind"],
+        "call_started"
+    );
+    assert_eq!(c.next_of("message").await["message"]["kind"], "call_ended");
+    // Bob's `call_started` may have gone by while he answered.
+    let mut kind = b.next_of("message").await["message"]["kind"].clone();
+    if kind == "call_started" {
+        kind = b.next_of("message").await["message"]["kind"].clone();
+    }
+    assert_eq!(kind, "call_ended");
     let removed = one
         .request(
             reqwest::Method::DELETE,

@@ -8,6 +8,7 @@ mod cluster;
 mod concurrent_writes;
 mod database_loss;
 mod errors;
+mod group_calls;
 mod groups;
 mod helpers;
 mod hostile_input;

@@ -17,6 +17,7 @@ import type {
 
 // The bodies' types are generated from the server's Rust types (web/src/generated/api.ts).
 export type {
+  ActiveCall,
   AuthResponse,
   ConversationPage,
   ConversationView,

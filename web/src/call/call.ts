@@ -23,6 +23,8 @@ export interface CallState {
   phase: CallPhase;
   room: string | null;
   direct: boolean;
+  /** The group whose call this is. */
+  conversationId: number | null;
   myPeerId: string | null;
   creator: string | null;
   members: MemberView[];
@@ -33,7 +35,8 @@ export interface CallState {
   screen: boolean;
   localStream: MediaStream | null;
   mediaError: string | null;
-  incoming: { call_id: string; from: string; media: CallMedia } | null;
+  /** `conversation_id`: a group's call. */
+  incoming: { call_id: string; from: string; media: CallMedia; conversation_id?: number } | null;
   outgoing: { call_id: string | null; to: string; media: CallMedia } | null;
   error: string | null;
   busy: boolean;
@@ -44,6 +47,7 @@ function noCall() {
   return {
     room: null,
     direct: false,
+    conversationId: null,
     myPeerId: null,
     creator: null,
     members: [],
@@ -165,7 +169,7 @@ export class CallManager {
       }),
       sk.on('incoming_call', (f) => {
         if (this.s.phase !== 'idle' && this.s.phase !== 'ended') return;
-        this.patch({ incoming: { call_id: f.call_id, from: f.from, media: f.media } });
+        this.patch({ incoming: { call_id: f.call_id, from: f.from, media: f.media, conversation_id: f.conversation_id } });
       }),
       sk.on('call_ringing', (f) => this.patch((s) => ({ outgoing: s.outgoing ? { ...s.outgoing, call_id: f.call_id } : null }))),
       sk.on('call_accepted', (f) => this.onCallAccepted(f.call_id, f.room, f.peer_id)),
@@ -280,6 +284,7 @@ export class CallManager {
       phase: room.session_started ? 'started' : phase,
       room: room.name,
       direct: room.direct,
+      conversationId: room.conversation_id ?? null,
       myPeerId: peerId,
       creator: room.creator,
       members: room.members,
@@ -439,6 +444,27 @@ export class CallManager {
     }
   }
 
+  /** Starts a group's call (ringing its members), or joins the one going on. */
+  async callGroup(conversationId: number, media: CallMedia) {
+    if (this.s.phase !== 'idle' && this.s.phase !== 'ended') {
+      toast('You are already in a call', 'error');
+      return;
+    }
+    if (this.endTimer) this.finishEnded();
+    this.patch({ error: null, busy: true });
+    await Promise.all([this.acquireMedia(media === 'video'), this.loadIce()]);
+    try {
+      // The reply is `room_joined`: entering the room is handled there.
+      await this.socket.request({ type: 'call', conversation_id: conversationId, media });
+    } catch (e) {
+      const code = e instanceof SocketError ? e.code : '';
+      toast(code === 'room_full' ? 'The call is full.' : (ROOM_ERRORS[code] ?? (e as Error).message), 'error');
+      if (this.s.phase === 'idle') this.releaseMedia();
+    } finally {
+      this.patch({ busy: false });
+    }
+  }
+
   async cancelCall() {
     const o = this.s.outgoing;
     if (!o) return;
@@ -462,20 +488,23 @@ export class CallManager {
   }
 
   private onCallAccepted(callId: string, room: RoomView, peerId: string) {
-    const caller = this.s.outgoing?.call_id === callId;
+    // In a direct call the caller offers; whoever enters a group's call offers to everyone there.
+    const group = room.conversation_id !== undefined;
+    const offer = group || this.s.outgoing?.call_id === callId;
     this.patch({
       incoming: null,
       outgoing: null,
       phase: 'started',
       room: room.name,
-      direct: true,
+      direct: room.direct,
+      conversationId: room.conversation_id ?? null,
       myPeerId: peerId,
       creator: room.creator,
       members: room.members,
       startedAt: Date.now(),
       error: null,
     });
-    for (const m of room.members) if (m.peer_id !== peerId) this.link(m.peer_id, caller);
+    for (const m of room.members) if (m.peer_id !== peerId) this.link(m.peer_id, offer);
   }
 
   private onCallEnded(callId: string, reason: CallEndReason) {

@@ -1,7 +1,7 @@
 // Generated from the REST API's Rust types (server/src/api/typescript.rs) by `cargo test -p pychat rest_types`.
 // Do not edit: change the Rust types and run `PYCHAT_BLESS=1 cargo test -p pychat rest_types`.
 
-import type { ErrorCode, MessageView, PresenceStatus, Role } from './protocol';
+import type { CallMedia, ErrorCode, MessageView, PresenceStatus, Role } from './protocol';
 
 export type UserView = { id: number, username: string, display_name: string, created_at: string, };
 
@@ -71,7 +71,21 @@ last_read_id: number,
 /**
  * In a direct conversation: how far the peer has read (0: none), for "read" ticks.
  */
-peer_last_read_id?: number, };
+peer_last_read_id?: number, 
+/**
+ * A group's call in progress: `call {conversation_id}` joins it.
+ */
+active_call?: ActiveCall, };
+
+export type ActiveCall = { call_id: string, media: CallMedia, 
+/**
+ * Who started it.
+ */
+started_by: string, 
+/**
+ * The user names in it now, in the order they joined (one per device).
+ */
+participants: Array<string>, };
 
 export type ConversationPage = { 
 /**

@@ -1,7 +1,7 @@
 // Chat state: conversations, message threads, pending sends, read positions, typing, presence.
 // The reducers are pure functions (unit-tested); ChatService wires them to the socket and REST.
 import type { MessageView } from '../generated/protocol';
-import type { ConversationView, HistoryPage, Http, Presence, UserView } from '../api/http';
+import type { ActiveCall, ConversationView, HistoryPage, Http, Presence, UserView } from '../api/http';
 import { newClientMsgId, type SendTarget, type Socket, type SocketStatus, SocketError } from '../api/socket';
 import { createStore, type Store } from './store';
 import { toast } from './toasts';
@@ -26,6 +26,8 @@ export interface Conversation {
   unread: number;
   /** The newest id *I* have read. */
   lastReadId: number;
+  /** A group's call going on (as of the last fetch of the group). */
+  activeCall?: ActiveCall;
 }
 export interface PendingMessage {
   client_msg_id: string;
@@ -102,9 +104,22 @@ export function describeChange(me: string, m: MessageView): string {
       return `${by} made ${subjects} ${m.role === 'owner' ? 'the owner' : m.role === 'admin' ? 'an admin' : 'a member'}`;
     case 'title_changed':
       return `${by} renamed the group to “${m.title ?? ''}”`;
+    case 'call_started':
+      return `${by} started a ${m.call?.media === 'video' ? 'video' : 'voice'} call`;
+    case 'call_ended':
+      return `The call ended${m.call?.duration_secs !== undefined ? ` · ${callDuration(m.call.duration_secs)}` : ''}`;
     default:
       return m.body;
   }
+}
+
+/** A call's length as "4:05" (or "1:02:03"). */
+export function callDuration(secs: number): string {
+  const two = (n: number) => String(n).padStart(2, '0');
+  const h = Math.floor(secs / 3600);
+  const m = Math.floor((secs % 3600) / 60);
+  const s = secs % 60;
+  return h > 0 ? `${h}:${two(m)}:${two(s)}` : `${m}:${two(s)}`;
 }
 
 /** Whether a change took me out of the group. */
@@ -219,6 +234,7 @@ export function applyConversations(s: ChatState, list: ConversationView[]): Chat
         ...newConversation(key, c.id),
         displayName: c.title ?? 'Group',
         members: c.members_count,
+        activeCall: c.active_call,
         last: c.last_message,
         unread: c.unread_count,
         lastReadId: c.last_read_id,
@@ -344,7 +360,8 @@ export class ChatService {
           const group = isGroupKey(peer);
           if (m.kind === 'missed_call') toast(`Missed call from ${name}`, 'info');
           else if (isMessage(m)) toast(group ? `${m.from} in ${name}: ${truncate(m.body, 80)}` : `${name}: ${truncate(m.body, 80)}`, 'info');
-          else toast(describeChange(before.me, m), 'info');
+          // A group's call rings, and shows its "join" bar: a toast would say it twice.
+          else if (m.kind !== 'call_started' && m.kind !== 'call_ended') toast(describeChange(before.me, m), 'info');
         }
         // A new group, or a change to one (its title, members, my role): fetch it as it is now.
         if (isGroupKey(peer) && (!before.conversations[peer] || !isMessage(m))) void this.fetchGroup(m.conversation_id);

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Session } from '../session';
 import { callStatus, type CallState, type RemotePeer } from '../call/call';
+import { groupKey } from '../state/chat';
 import { useStore } from '../state/store';
 import { Avatar, Icon, useTick } from './util';
 
@@ -105,7 +106,13 @@ export function CallView({ session }: { session: Session }) {
   const isCreator = c.creator !== null && c.creator === c.myPeerId;
   const remotes = Object.values(c.peers);
   const status = callStatus(c);
-  const title = c.direct ? `Call with ${c.members.find((m) => m.peer_id !== c.myPeerId)?.username ?? '…'}` : (c.room ?? '');
+  const chats = useStore(session.chat.store);
+  const group = c.conversationId !== null ? chats.conversations[groupKey(c.conversationId)] : undefined;
+  const title = c.direct
+    ? `Call with ${c.members.find((m) => m.peer_id !== c.myPeerId)?.username ?? '…'}`
+    : c.conversationId !== null
+      ? `Call in ${group?.displayName ?? 'the group'}`
+      : (c.room ?? '');
   return (
     <section class="call" aria-label="Call" data-testid="call-view">
       <header class="call-header">
@@ -210,8 +217,10 @@ export function CallView({ session }: { session: Session }) {
 /** Ringing (callee) and calling (caller) overlays. */
 export function CallOverlays({ session }: { session: Session }) {
   const c = useStore(session.calls.store);
+  const chats = useStore(session.chat.store);
   if (c.incoming) {
     const inc = c.incoming;
+    const group = inc.conversation_id !== undefined ? (chats.conversations[groupKey(inc.conversation_id)]?.displayName ?? 'a group') : null;
     return (
       <div class="overlay" role="dialog" aria-modal="true" aria-label={`Incoming call from ${inc.from}`} data-testid="incoming-call">
         <div class="ring-card">
@@ -219,7 +228,7 @@ export function CallOverlays({ session }: { session: Session }) {
             <Avatar name={inc.from} size={88} />
           </div>
           <h2>{inc.from}</h2>
-          <p class="muted">Incoming {inc.media} call…</p>
+          <p class="muted" data-testid="incoming-what">{group ? `Calling everyone in ${group} (${inc.media})…` : `Incoming ${inc.media} call…`}</p>
           <div class="row center">
             <button class="ctl danger big" onClick={() => void session.calls.declineCall()} aria-label="Decline call" data-testid="call-decline">
               <Icon name="hangup" />

@@ -56,6 +56,9 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
   const [showMembers, setShowMembers] = useState(false);
   const typing = isTyping(s, peer, Date.now());
   const inCall = calls.phase !== 'idle' && calls.phase !== 'ended';
+  const groupCall = group && member ? conv?.activeCall : undefined;
+  const inThisCall = inCall && conv?.id !== undefined && calls.conversationId === conv.id;
+  const callGroup = (media: 'audio' | 'video') => conv?.id !== undefined && void session.calls.callGroup(conv.id, media);
 
   const submit = (e?: Event) => {
     e?.preventDefault();
@@ -93,6 +96,12 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
         {group ? (
           member && (
             <>
+              <button class="icon-btn" aria-label={`Voice call everyone in ${name}`} title="Voice call" data-testid="group-call-audio" disabled={inCall} onClick={() => callGroup('audio')}>
+                <Icon name="phone" />
+              </button>
+              <button class="icon-btn" aria-label={`Video call everyone in ${name}`} title="Video call" data-testid="group-call-video" disabled={inCall} onClick={() => callGroup('video')}>
+                <Icon name="video" />
+              </button>
               <button class="btn link small" aria-label="Members" data-testid="group-members" onClick={() => setShowMembers(!showMembers)}>
                 Members
               </button>
@@ -141,6 +150,17 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
             Add
           </button>
         </form>
+      )}
+      {groupCall && !inThisCall && (
+        <div class="banner call-bar" role="status" data-testid="group-call-bar">
+          <Icon name={groupCall.media === 'video' ? 'video' : 'phone'} />
+          <span>
+            {groupCall.started_by === s.me ? 'Your' : `${groupCall.started_by}’s`} {groupCall.media === 'video' ? 'video' : 'voice'} call is going on
+          </span>
+          <button class="btn primary small" data-testid="group-call-join" disabled={inCall} onClick={() => callGroup(groupCall.media)}>
+            Join
+          </button>
+        </div>
       )}
       {group && member && showMembers && conv?.id !== undefined && (
         <MembersPanel session={session} id={conv.id} me={s.me} version={conv.last?.id ?? 0} />

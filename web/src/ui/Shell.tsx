@@ -37,7 +37,7 @@ export function Shell({ session }: { session: Session }) {
   }, [unread]);
 
   const inCall = calls.phase !== 'idle' && calls.phase !== 'ended';
-  const showCall = inCall && (calls.direct || route.kind === 'rooms');
+  const showCall = inCall && (calls.direct || calls.conversationId !== null || route.kind === 'rooms');
   let main;
   if (showCall) main = <CallView session={session} />;
   else if (route.kind === 'chat') main = <ChatView session={session} peer={route.peer} onBack={() => go('')} />;

@@ -12,6 +12,10 @@ use crate::ws::protocol::ServerFrame;
 
 use super::{CallEndReason, CallMedia, LeaveReason, MemberView, RoomView, SignalKind};
 
+mod conversation_calls;
+
+pub use conversation_calls::{ConversationCall, EndedCall, Entry};
+
 pub const ROOM_NAME_MAX: usize = 64;
 /// Direct calls get a private room under this reserved prefix.
 const DIRECT_PREFIX: &str = "_call-";
@@ -89,6 +93,9 @@ struct Room {
     direct: bool,
     max_peers: u32,
     members: Vec<Member>,
+    /// Set when this is a group's call.
+    #[serde(default)]
+    conversation: Option<ConversationCall>,
 }
 
 impl Room {
@@ -104,6 +111,8 @@ impl Room {
                 .unwrap_or_default(),
             session_started: self.session_started,
             direct: self.direct,
+            conversation_id: self.conversation.as_ref().map(|c| c.conversation_id),
+            call_id: self.conversation.as_ref().map(|c| c.call_id.clone()),
             max_peers: self.max_peers,
             members: self.members.iter().map(Member::view).collect(),
         }
@@ -148,6 +157,9 @@ pub struct Registry {
     by_conn: HashMap<ConnId, String>,
     ringing: HashMap<String, Ringing>,
     next_peer: u64,
+    /// Group calls that ended in the last operation, taken by the service to record them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ended: Vec<EndedCall>,
 }
 
 /// Connection ids carry their instance in the high half (see `ws::hub`).
@@ -269,6 +281,7 @@ impl Registry {
             direct: false,
             max_peers,
             members: vec![member],
+            conversation: None,
         };
         let view = room.view();
         self.rooms.insert(key.clone(), room);
@@ -294,7 +307,7 @@ impl Registry {
         let not_found = || error(ErrorCode::RoomNotFound, "no open room has this name");
         let full = match self.rooms.get(&key) {
             None => return Err(not_found()),
-            Some(room) if room.direct => return Err(not_found()),
+            Some(room) if room.direct || room.conversation.is_some() => return Err(not_found()),
             Some(room) => room.members.len() >= room.max_peers as usize,
         };
         if full {
@@ -387,8 +400,10 @@ impl Registry {
             self.by_conn.remove(&conn);
         }
         if room.members.is_empty() {
-            self.rooms.remove(key);
-            return Vec::new();
+            return self
+                .rooms
+                .remove(key)
+                .map_or_else(Vec::new, |room| self.call_over(room));
         }
         if room.direct {
             return self.close_room(key, &member.username);
@@ -417,13 +432,15 @@ impl Registry {
                 self.by_conn.remove(&conn);
             }
         }
-        vec![Delivery {
+        let mut deliveries = vec![Delivery {
             to: room.members.iter().filter_map(Member::target).collect(),
             frame: ServerFrame::RoomEnded {
-                room: room.name,
+                room: room.name.clone(),
                 by: by.to_string(),
             },
-        }]
+        }];
+        deliveries.extend(self.call_over(room));
+        deliveries
     }
 
     pub fn leave(&mut self, who: &Caller) -> Result<Vec<Delivery>, AppError> {
@@ -625,6 +642,8 @@ impl Registry {
         for (key, peer_id) in seats {
             deliveries.extend(self.remove_member(&key, &peer_id, LeaveReason::Timeout));
         }
+        // Nobody is left to time out the ringing of the calls that instance started.
+        deliveries.extend(self.stop_ringing_from(instance));
         let calls: Vec<String> = self
             .ringing
             .iter()
@@ -698,6 +717,7 @@ impl Registry {
                     call_id,
                     from: caller.username.clone(),
                     media,
+                    conversation_id: None,
                 },
             }],
         ))
@@ -723,6 +743,9 @@ impl Registry {
     /// The callee answers on connection `who`: a private two-person room, session started.
     pub fn accept(&mut self, call_id: &str, who: &Caller) -> Result<Vec<Delivery>, AppError> {
         self.ensure_free(who.conn)?;
+        if let Some(key) = self.conversation_room_of_call(call_id) {
+            return self.accept_conversation_call(&key, who);
+        }
         let call = self.take_call(call_id, |c| c.callee_id == who.user_id)?;
         let caller_member = self.new_member(&call.caller);
         let callee_member = self.new_member(who);
@@ -734,6 +757,7 @@ impl Registry {
             direct: true,
             max_peers: 2,
             members: vec![caller_member, callee_member],
+            conversation: None,
         };
         let view = room.view();
         let deliveries = room
@@ -768,6 +792,9 @@ impl Registry {
     }
 
     pub fn decline(&mut self, call_id: &str, who: &Caller) -> Result<Vec<Delivery>, AppError> {
+        if let Some(key) = self.conversation_room_of_call(call_id) {
+            return self.decline_conversation_call(&key, who);
+        }
         let call = self.take_call(call_id, |c| c.callee_id == who.user_id)?;
         Ok(ended(
             call_id,

@@ -1,0 +1,462 @@
+//! A group's call: a mesh room tied to the conversation, with the session started from the
+//! first moment. Starting it rings every other member; any member joins while it lasts (by
+//! answering the ring, or by calling the group again); it ends when its last member leaves.
+
+use serde::{Deserialize, Serialize};
+
+use crate::calls::{CallEndReason, CallMedia};
+use crate::error::{AppError, ErrorCode};
+use crate::ws::protocol::ServerFrame;
+
+use super::{Caller, Delivery, Registry, Room, Target, error, instance_of};
+
+/// Group call rooms are named under this reserved prefix.
+const GROUP_PREFIX: &str = "_group-";
+
+/// What makes a room a group's call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationCall {
+    pub conversation_id: i64,
+    pub call_id: String,
+    pub media: CallMedia,
+    pub starter_id: i64,
+    pub starter_name: String,
+    /// Unix milliseconds, for the duration recorded when it ends.
+    pub started_at_ms: i64,
+    /// Members whose devices are ringing still.
+    pub ringing: Vec<i64>,
+    /// The instance whose timer stops the ringing.
+    pub ring_instance: u32,
+}
+
+/// A group call that ended: the service records it in the group's history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndedCall(pub ConversationCall);
+
+/// How a member came into a group's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// The call did not exist: this member started it.
+    Started,
+    Joined,
+}
+
+fn stopped_ringing(
+    call_id: &str,
+    users: impl IntoIterator<Item = i64>,
+    reason: CallEndReason,
+) -> Vec<Delivery> {
+    let to: Vec<Target> = users.into_iter().map(Target::User).collect();
+    if to.is_empty() {
+        return Vec::new();
+    }
+    vec![Delivery {
+        to,
+        frame: ServerFrame::CallEnded {
+            call_id: call_id.to_string(),
+            reason,
+        },
+    }]
+}
+
+impl Registry {
+    /// The room of the group call `call_id`, if it is going on.
+    pub(super) fn conversation_room_of_call(&self, call_id: &str) -> Option<String> {
+        self.rooms
+            .iter()
+            .find(|(_, r)| {
+                r.conversation
+                    .as_ref()
+                    .is_some_and(|c| c.call_id == call_id)
+            })
+            .map(|(key, _)| key.clone())
+    }
+
+    fn conversation_room(&self, conversation_id: i64) -> Option<String> {
+        self.rooms
+            .iter()
+            .find(|(_, r)| {
+                r.conversation
+                    .as_ref()
+                    .is_some_and(|c| c.conversation_id == conversation_id)
+            })
+            .map(|(key, _)| key.clone())
+    }
+
+    /// The group whose call `call_id` is (for the caller's membership check).
+    pub fn conversation_of_call(&self, call_id: &str) -> Option<i64> {
+        let key = self.conversation_room_of_call(call_id)?;
+        self.rooms
+            .get(&key)?
+            .conversation
+            .as_ref()
+            .map(|c| c.conversation_id)
+    }
+
+    /// Calls a group: joins its call if one is going on, or starts one that rings `members`
+    /// (the group's current members; the caller's membership is checked by the service).
+    #[allow(clippy::too_many_arguments)]
+    pub fn call_conversation(
+        &mut self,
+        call_id: String,
+        who: &Caller,
+        conversation_id: i64,
+        members: &[i64],
+        media: CallMedia,
+        max_peers: u32,
+        now_ms: i64,
+        id: Option<String>,
+    ) -> Result<(ServerFrame, Vec<Delivery>, Entry), AppError> {
+        self.ensure_free(who.conn)?;
+        if let Some(key) = self.conversation_room(conversation_id) {
+            let (peer_id, deliveries) = self.enter(&key, who)?;
+            let room = self.rooms.get(&key).map(Room::view).ok_or_else(gone)?;
+            return Ok((
+                ServerFrame::RoomJoined { id, room, peer_id },
+                deliveries,
+                Entry::Joined,
+            ));
+        }
+        let member = self.new_member(who);
+        let peer_id = member.peer_id.clone();
+        let ringing: Vec<i64> = members
+            .iter()
+            .copied()
+            .filter(|&u| u != who.user_id)
+            .collect();
+        let key = format!("{GROUP_PREFIX}{call_id}");
+        let room = Room {
+            name: key.clone(),
+            creator: peer_id.clone(),
+            session_started: true,
+            direct: false,
+            max_peers,
+            members: vec![member],
+            conversation: Some(ConversationCall {
+                conversation_id,
+                call_id: call_id.clone(),
+                media,
+                starter_id: who.user_id,
+                starter_name: who.username.clone(),
+                started_at_ms: now_ms,
+                ringing: ringing.clone(),
+                ring_instance: instance_of(who.conn),
+            }),
+        };
+        let view = room.view();
+        let ring = Delivery {
+            to: ringing.into_iter().map(Target::User).collect(),
+            frame: ServerFrame::IncomingCall {
+                call_id,
+                from: who.username.clone(),
+                media,
+                conversation_id: Some(conversation_id),
+            },
+        };
+        self.rooms.insert(key.clone(), room);
+        self.by_conn.insert(who.conn, key);
+        Ok((
+            ServerFrame::RoomJoined {
+                id,
+                room: view,
+                peer_id,
+            },
+            vec![ring],
+            Entry::Started,
+        ))
+    }
+
+    /// Seats `who` in the group call `key`: the others are told, and `who`'s other devices stop
+    /// ringing. Returns the new peer id.
+    fn enter(&mut self, key: &str, who: &Caller) -> Result<(String, Vec<Delivery>), AppError> {
+        let room = self.rooms.get(key).ok_or_else(gone)?;
+        if room.members.len() >= room.max_peers as usize {
+            return Err(error(ErrorCode::RoomFull, "the call is full"));
+        }
+        let member = self.new_member(who);
+        let peer_id = member.peer_id.clone();
+        let member_view = member.view();
+        let room = self.rooms.get_mut(key).ok_or_else(gone)?;
+        room.members.push(member);
+        let mut deliveries = vec![Delivery {
+            to: room.targets_except(&peer_id),
+            frame: ServerFrame::MemberJoined {
+                room: room.name.clone(),
+                member: member_view,
+            },
+        }];
+        if let Some(call) = room.conversation.as_mut()
+            && let Some(at) = call.ringing.iter().position(|&u| u == who.user_id)
+        {
+            call.ringing.swap_remove(at);
+            deliveries.push(Delivery {
+                to: vec![Target::UserExcept {
+                    user_id: who.user_id,
+                    conn: who.conn,
+                }],
+                frame: ServerFrame::CallEnded {
+                    call_id: call.call_id.clone(),
+                    reason: CallEndReason::AnsweredElsewhere,
+                },
+            });
+        }
+        self.by_conn.insert(who.conn, key.to_string());
+        Ok((peer_id, deliveries))
+    }
+
+    /// A ringing member answers: seated in the call, told with `call_accepted`.
+    pub(super) fn accept_conversation_call(
+        &mut self,
+        key: &str,
+        who: &Caller,
+    ) -> Result<Vec<Delivery>, AppError> {
+        let (peer_id, mut deliveries) = self.enter(key, who)?;
+        let room = self.rooms.get(key).ok_or_else(gone)?;
+        let call_id = room
+            .conversation
+            .as_ref()
+            .map(|c| c.call_id.clone())
+            .unwrap_or_default();
+        deliveries.push(Delivery {
+            to: vec![Target::Conn {
+                user_id: who.user_id,
+                conn: who.conn,
+            }],
+            frame: ServerFrame::CallAccepted {
+                call_id,
+                room: room.view(),
+                peer_id,
+            },
+        });
+        Ok(deliveries)
+    }
+
+    /// A member declines: their devices stop ringing; the call goes on.
+    pub(super) fn decline_conversation_call(
+        &mut self,
+        key: &str,
+        who: &Caller,
+    ) -> Result<Vec<Delivery>, AppError> {
+        let call = self
+            .rooms
+            .get_mut(key)
+            .and_then(|r| r.conversation.as_mut())
+            .ok_or_else(gone)?;
+        let Some(at) = call.ringing.iter().position(|&u| u == who.user_id) else {
+            return Err(error(
+                ErrorCode::CallNotFound,
+                "no such ringing call for you",
+            ));
+        };
+        call.ringing.swap_remove(at);
+        Ok(stopped_ringing(
+            &call.call_id,
+            [who.user_id],
+            CallEndReason::StoppedRinging,
+        ))
+    }
+
+    /// The ring timeout of group call `call_id` ran out: whoever has not answered stops ringing.
+    pub fn conversation_ring_timeout(&mut self, call_id: &str) -> Vec<Delivery> {
+        let Some(key) = self.conversation_room_of_call(call_id) else {
+            return Vec::new();
+        };
+        let Some(call) = self
+            .rooms
+            .get_mut(&key)
+            .and_then(|r| r.conversation.as_mut())
+        else {
+            return Vec::new();
+        };
+        let ringing = std::mem::take(&mut call.ringing);
+        stopped_ringing(call_id, ringing, CallEndReason::StoppedRinging)
+    }
+
+    /// The ringing of every group call started on `instance` stops (its timer died with it).
+    pub(super) fn stop_ringing_from(&mut self, instance: u32) -> Vec<Delivery> {
+        let mut deliveries = Vec::new();
+        for room in self.rooms.values_mut() {
+            if let Some(call) = room.conversation.as_mut()
+                && call.ring_instance == instance
+            {
+                let ringing = std::mem::take(&mut call.ringing);
+                deliveries.extend(stopped_ringing(
+                    &call.call_id,
+                    ringing,
+                    CallEndReason::StoppedRinging,
+                ));
+            }
+        }
+        deliveries
+    }
+
+    /// A room closed: if it was a group's call, its ringing stops and it is recorded as ended.
+    pub(super) fn call_over(&mut self, room: Room) -> Vec<Delivery> {
+        let Some(call) = room.conversation else {
+            return Vec::new();
+        };
+        let deliveries = stopped_ringing(
+            &call.call_id,
+            call.ringing.iter().copied(),
+            CallEndReason::Cancelled,
+        );
+        self.ended.push(EndedCall(call));
+        deliveries
+    }
+
+    /// Takes the group calls that ended since the last call.
+    pub fn take_ended(&mut self) -> Vec<EndedCall> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// The group calls going on, by conversation.
+    pub fn active_calls(&self) -> Vec<(i64, crate::chat::ActiveCall)> {
+        self.rooms
+            .values()
+            .filter_map(|room| {
+                let call = room.conversation.as_ref()?;
+                Some((
+                    call.conversation_id,
+                    crate::chat::ActiveCall {
+                        call_id: call.call_id.clone(),
+                        media: call.media,
+                        started_by: call.starter_name.clone(),
+                        participants: room.members.iter().map(|m| m.username.clone()).collect(),
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+fn gone() -> AppError {
+    error(ErrorCode::CallNotFound, "that call is over")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(user_id: i64, conn: u64) -> Caller {
+        Caller {
+            user_id,
+            username: format!("user{user_id}"),
+            conn,
+        }
+    }
+
+    fn start(registry: &mut Registry, who: &Caller, members: &[i64]) -> String {
+        let (reply, _, entry) = registry
+            .call_conversation(
+                "c1".into(),
+                who,
+                7,
+                members,
+                CallMedia::Audio,
+                6,
+                1_000,
+                None,
+            )
+            .expect("start");
+        assert_eq!(entry, Entry::Started);
+        let ServerFrame::RoomJoined { room, .. } = reply else {
+            panic!("expected room_joined");
+        };
+        room.name
+    }
+
+    #[test]
+    fn a_second_call_to_the_group_joins_the_first() {
+        let mut registry = Registry::default();
+        start(&mut registry, &caller(1, 10), &[1, 2, 3]);
+        let (_, deliveries, entry) = registry
+            .call_conversation(
+                "c2".into(),
+                &caller(2, 20),
+                7,
+                &[1, 2, 3],
+                CallMedia::Video,
+                6,
+                2_000,
+                None,
+            )
+            .expect("join");
+        assert_eq!(entry, Entry::Joined);
+        // Bob's other devices stop ringing; Carol's still ring.
+        assert!(deliveries.iter().any(|d| matches!(
+            d.frame,
+            ServerFrame::CallEnded {
+                reason: CallEndReason::AnsweredElsewhere,
+                ..
+            }
+        )));
+        let stopped = registry.conversation_ring_timeout("c1");
+        assert_eq!(stopped[0].to, vec![Target::User(3)]);
+        assert!(registry.conversation_ring_timeout("c1").is_empty(), "once");
+    }
+
+    #[test]
+    fn the_last_one_out_ends_it_and_stops_the_ringing() {
+        let mut registry = Registry::default();
+        let alice = caller(1, 10);
+        start(&mut registry, &alice, &[1, 2]);
+        let out = registry.leave(&alice).expect("leave");
+        assert!(matches!(
+            out[0].frame,
+            ServerFrame::CallEnded {
+                reason: CallEndReason::Cancelled,
+                ..
+            }
+        ));
+        let ended = registry.take_ended();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(
+            (ended[0].0.conversation_id, ended[0].0.started_at_ms),
+            (7, 1_000)
+        );
+        assert!(registry.take_ended().is_empty());
+        assert!(registry.active_calls().is_empty());
+    }
+
+    #[test]
+    fn a_full_call_refuses_one_more() {
+        let mut registry = Registry::default();
+        registry
+            .call_conversation(
+                "c1".into(),
+                &caller(1, 10),
+                7,
+                &[1, 2, 3],
+                CallMedia::Audio,
+                2,
+                0,
+                None,
+            )
+            .expect("start");
+        registry
+            .call_conversation(
+                "c1".into(),
+                &caller(2, 20),
+                7,
+                &[1, 2, 3],
+                CallMedia::Audio,
+                2,
+                0,
+                None,
+            )
+            .expect("join");
+        let full = registry
+            .call_conversation(
+                "c1".into(),
+                &caller(3, 30),
+                7,
+                &[1, 2, 3],
+                CallMedia::Audio,
+                2,
+                0,
+                None,
+            )
+            .expect_err("full");
+        assert_eq!(full.code(), ErrorCode::RoomFull);
+    }
+}
