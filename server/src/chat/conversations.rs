@@ -29,9 +29,6 @@ use super::{ChangeDetails, Chat, Identity, MessageKind, MessageView, Presence};
 pub const MAX_TITLE_CHARS: usize = 128;
 /// Most users one request adds to a group (or makes one with).
 pub const MAX_ADDED_AT_ONCE: usize = 100;
-/// Typing notices are not relayed in groups larger than this: nobody reads "300 people are
-/// typing", and each notice would cost a delivery per member.
-const TYPING_MAX_MEMBERS: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -505,38 +502,6 @@ impl Chat {
         self.bus
             .to_user(user_id, &Outbound::Frame(own.to_text()), None);
         Ok(state)
-    }
-
-    /// Relays "typing" to the other members of a conversation. Not stored; the caller
-    /// throttles.
-    pub async fn typing(&self, from: &Identity, id: i64) -> Result<(), AppError> {
-        let user_id = from.user_id;
-        let others = self
-            .db
-            .run(move |conn| {
-                let members = store::current_members(conn, &[id])?;
-                if !members.iter().any(|m| m.user_id == user_id) {
-                    return Err(not_yours());
-                }
-                Ok(members
-                    .into_iter()
-                    .map(|m| m.user_id)
-                    .filter(|&m| m != user_id)
-                    .collect::<Vec<i64>>())
-            })
-            .await?;
-        if others.len() > TYPING_MAX_MEMBERS {
-            return Ok(());
-        }
-        let frame = ServerFrame::Typing {
-            conversation_id: id,
-            from: from.username.clone(),
-        };
-        let out = Outbound::Frame(frame.to_text());
-        for member in others {
-            self.bus.to_user(member, &out, None);
-        }
-        Ok(())
     }
 
     /// Makes a group titled `title` with the creator as owner and `members` in it.

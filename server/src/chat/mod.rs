@@ -7,6 +7,7 @@ mod directory;
 pub mod membership;
 mod release_order;
 mod service;
+mod typing;
 mod writer;
 
 pub use call_events::CallAudience;

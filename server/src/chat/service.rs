@@ -11,6 +11,7 @@ use crate::error::{AppError, ErrorCode, FieldError};
 use crate::ws::hub::{ConnId, Outbound};
 use crate::ws::protocol::ServerFrame;
 
+use super::typing::TypingGate;
 use super::writer::{PendingMessage, Stored};
 use super::{
     Directory, MAX_BODY_CHARS, MAX_CLIENT_MSG_ID_LEN, MessageKind, MessageView, MessageWriter,
@@ -66,6 +67,7 @@ pub struct Chat {
     pub(super) writer: MessageWriter,
     pub(super) directory: Directory,
     pub(super) limits: ChatLimits,
+    pub(super) typing: TypingGate,
 }
 
 pub(super) fn field(
@@ -109,6 +111,7 @@ impl Chat {
             bus,
             writer,
             limits,
+            typing: TypingGate::default(),
         }
     }
 

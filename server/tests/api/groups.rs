@@ -149,6 +149,21 @@ async fn a_group_reaches_every_member_and_nobody_else(app: TestApp) {
         assert_eq!(typing["conversation_id"], group);
         assert_eq!(typing["from"], "ann");
     }
+    // In a group, notices are coalesced: Bob typing a moment later is not relayed yet; after
+    // the interval it is.
+    b.send(json!({"type": "typing", "conversation_id": group}))
+        .await;
+    let quiet_until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+    while let Some(frame) = c
+        .recv_within(quiet_until.saturating_duration_since(std::time::Instant::now()))
+        .await
+    {
+        assert_ne!(frame["type"], "typing", "coalesced: {frame}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    b.send(json!({"type": "typing", "conversation_id": group}))
+        .await;
+    assert_eq!(c.next_of("typing").await["from"], "bob");
     // Asking for a conversation both ways at once is a clear error.
     a.send(json!({"type": "send", "id": "both", "conversation_id": group, "to": "bob", "body": "x", "client_msg_id": "x"}))
         .await;
