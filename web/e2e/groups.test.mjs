@@ -31,10 +31,14 @@ test('make a group, chat in it, add, promote and remove members, leave', async (
   await signUp(bob.page, 'bob', 'Bob Builder');
   await signUp(cid.page, 'cid', 'Cid Campeador');
 
-  // Ann makes "Weekend 🏕️" with bob.
+  // Ann makes "Weekend 🏕️" with bob, found by searching (user names by prefix).
   await ann.page.getByTestId('new-group').click();
   await ann.page.getByTestId('new-group-title').fill('Weekend 🏕️');
-  await ann.page.getByTestId('new-group-members').fill('bob');
+  await ann.page.getByTestId('new-group-members').pressSequentially('bo');
+  await ann.page.locator('[data-testid="pick-result"][data-user="bob"]').click();
+  await ann.page.locator('[data-testid="picked-person"][data-user="bob"]').waitFor();
+  assert.equal(await ann.page.getByTestId('new-group-members').inputValue(), '', 'the search is cleared');
+  await shot(ann.page, 'group-new');
   await ann.page.getByTestId('new-group-create').click();
   await ann.page.getByTestId('chat-peer').filter({ hasText: 'Weekend 🏕️' }).waitFor();
   await ann.page.locator('[data-testid="group-event"][data-kind="group_created"]').waitFor();
@@ -52,7 +56,8 @@ test('make a group, chat in it, add, promote and remove members, leave', async (
 
   // Ann adds cid; cid gets the group with its history from the moment she joined.
   await ann.page.getByTestId('group-add').click();
-  await ann.page.getByTestId('group-add-input').fill('cid');
+  await ann.page.getByTestId('group-add-input').pressSequentially('cid');
+  await ann.page.locator('[data-testid="pick-result"][data-user="cid"]').click();
   await ann.page.getByTestId('group-add-submit').click();
   await ann.page.locator('[data-testid="group-event"][data-kind="members_added"]').waitFor();
   await bob.page.locator('[data-testid="group-event"][data-kind="members_added"]', { hasText: 'added cid' }).waitFor();

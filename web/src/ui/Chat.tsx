@@ -1,11 +1,12 @@
 import { Fragment } from 'preact';
 import { useLayoutEffect, useRef, useState, useEffect } from 'preact/hooks';
 import type { MessageView } from '../generated/protocol';
-import type { MemberList } from '../api/http';
+import type { MemberList, UserView } from '../api/http';
 import type { Session } from '../session';
 import { delivery, describeChange, isMessage, isTyping, type PendingMessage } from '../state/chat';
 import { useStore } from '../state/store';
 import { toast } from '../state/toasts';
+import { PeoplePicker, pickedNames } from './people';
 import { Avatar, Icon, dayLabel, timeOf, useTick } from './util';
 
 type Item = { kind: 'msg'; m: MessageView } | { kind: 'pending'; p: PendingMessage };
@@ -53,6 +54,7 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
   const online = !group && conv?.presence.status === 'online';
   const [adding, setAdding] = useState(false);
   const [invitees, setInvitees] = useState('');
+  const [invited, setInvited] = useState<UserView[]>([]);
   const [showMembers, setShowMembers] = useState(false);
   const typing = isTyping(s, peer, Date.now());
   const inCall = calls.phase !== 'idle' && calls.phase !== 'ended';
@@ -134,18 +136,19 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
           class="group-add"
           onSubmit={(e) => {
             e.preventDefault();
-            const users = invitees.split(/[\s,]+/).filter(Boolean);
+            const users = pickedNames(invited, invitees);
             if (users.length === 0) return;
             session.chat.addMembers(peer, users).then(
               () => {
                 setInvitees('');
+                setInvited([]);
                 setAdding(false);
               },
               (x: Error) => toast(`Could not add: ${x.message}`, 'error'),
             );
           }}
         >
-          <input value={invitees} placeholder="User names, separated by commas" aria-label="User names to add" data-testid="group-add-input" onInput={(e) => setInvitees((e.target as HTMLInputElement).value)} />
+          <PeoplePicker http={session.http} me={s.me} picked={invited} onPicked={setInvited} typed={invitees} onTyped={setInvitees} label="People to add" testId="group-add-input" />
           <button class="btn primary small" type="submit" data-testid="group-add-submit">
             Add
           </button>

@@ -6,6 +6,7 @@ import { useStore } from '../state/store';
 import { toast } from '../state/toasts';
 import { CallOverlays, CallView, RoomsView } from './Call';
 import { ChatView } from './Chat';
+import { PeoplePicker, pickedNames, useUserSearch } from './people';
 import { Avatar, Icon, shortTime } from './util';
 
 type Route = { kind: 'home' } | { kind: 'chat'; peer: string } | { kind: 'rooms' } | { kind: 'settings' };
@@ -84,6 +85,8 @@ export function Shell({ session }: { session: Session }) {
           go(`chat/${encodeURIComponent(u.username)}`);
         }} />
         <NewGroup
+          http={session.http}
+          me={session.user.username}
           onCreate={async (title, members) => {
             const key = await session.chat.createGroup(title, members);
             go(`chat/${encodeURIComponent(key)}`);
@@ -140,11 +143,12 @@ export function Shell({ session }: { session: Session }) {
   );
 }
 
-/** "New group": a title and the user names of its first members. */
-function NewGroup({ onCreate }: { onCreate: (title: string, members: string[]) => Promise<void> }) {
+/** "New group": a title and its first members, picked from a search (or typed). */
+function NewGroup({ http, me, onCreate }: { http: Http; me: string; onCreate: (title: string, members: string[]) => Promise<void> }) {
   const [open, setOpen] = useState(false);
   const [title, setTitle] = useState('');
   const [members, setMembers] = useState('');
+  const [picked, setPicked] = useState<UserView[]>([]);
   const [error, setError] = useState<string | null>(null);
   if (!open) {
     return (
@@ -161,12 +165,10 @@ function NewGroup({ onCreate }: { onCreate: (title: string, members: string[]) =
         e.preventDefault();
         setError(null);
         try {
-          await onCreate(
-            title,
-            members.split(/[\s,]+/).filter(Boolean),
-          );
+          await onCreate(title, pickedNames(picked, members));
           setTitle('');
           setMembers('');
+          setPicked([]);
           setOpen(false);
         } catch (x) {
           const err = x as ApiError;
@@ -175,7 +177,7 @@ function NewGroup({ onCreate }: { onCreate: (title: string, members: string[]) =
       }}
     >
       <input value={title} placeholder="Group name" aria-label="Group name" data-testid="new-group-title" onInput={(e) => setTitle((e.target as HTMLInputElement).value)} />
-      <input value={members} placeholder="Members: user names, separated by commas" aria-label="Group members" data-testid="new-group-members" onInput={(e) => setMembers((e.target as HTMLInputElement).value)} />
+      <PeoplePicker http={http} me={me} picked={picked} onPicked={setPicked} typed={members} onTyped={setMembers} label="Group members" testId="new-group-members" />
       {error && (
         <small class="field-error" role="alert">
           {error}
@@ -195,25 +197,7 @@ function NewGroup({ onCreate }: { onCreate: (title: string, members: string[]) =
 
 function UserSearch({ http, me, onPick }: { http: Http; me: string; onPick: (u: UserView) => void }) {
   const [q, setQ] = useState('');
-  const [results, setResults] = useState<UserView[]>([]);
-  useEffect(() => {
-    const term = q.trim().toLowerCase();
-    if (!term) {
-      setResults([]);
-      return;
-    }
-    let live = true;
-    const t = setTimeout(() => {
-      http
-        .searchUsers(term, 10)
-        .then((r) => live && setResults(r.users.filter((u) => u.username !== me)))
-        .catch(() => live && setResults([]));
-    }, 150);
-    return () => {
-      live = false;
-      clearTimeout(t);
-    };
-  }, [q, http, me]);
+  const results = useUserSearch(http, me, q);
   return (
     <div class="search">
       <label class="search-box">

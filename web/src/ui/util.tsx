@@ -118,6 +118,7 @@ const PATHS = {
     </>
   ),
   logout: <path d="M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4M16 17l5-5-5-5M21 12H9" />,
+  close: <path d="M18 6 6 18M6 6l12 12" />,
   search: (
     <>
       <circle cx="11" cy="11" r="8" />
