@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A tiny run of every pychat-bench scenario against freshly started servers, so the generator
 # never rots: pychat (temp SQLite dir, free port) for idle, dm, signal, fan-out (fixed rate,
-# saturation, stored), login storm; two pychat instances through a private Redis for the cluster
-# runs; every peer of bench/peers (installed by bench/peers/install.sh) for idle, dm, signal and
-# fan-out; the store-only ceiling on its own temp SQLite file. Checks each printed JSON object for its fields and nonzero counts; exits non-zero on
+# saturation, stored), groups, the conversation list, login storm; two pychat instances through a private Redis for the cluster
+# runs; every peer of bench/peers (installed by bench/peers/install.sh) for idle, dm, signal,
+# fan-out and groups (as rooms); the store-only ceiling on its own temp SQLite file. Checks each printed JSON object for its fields and nonzero counts; exits non-zero on
 # any failure. Takes well under a minute once built.
 #
 #   bench/smoke.sh            # debug build (the one tests use)
@@ -95,7 +95,9 @@ run signal "$URL" signal
 run fanout "$URL" fanout --listeners 5 --sources 127.0.0.2
 run fanout_saturated "$URL" fanout --listeners 5 --rate 0
 run fanout_stored "$URL" fanout --listeners 5 --stored
+run groups "$URL" groups --groups 2 --members 5 --rate 0
 run login "$URL" login
+run list "$URL" list
 run store "$URL" store --database-url "sqlite://$DATA/store.sqlite3" --writers 2 --batch 50
 
 # The cluster: two instances on one SQLite file through a private Redis.
@@ -109,6 +111,7 @@ FIRST="http://127.0.0.1:$PORT"
 start_pychat "${CLUSTER[@]}"
 run cluster_dm "$FIRST" --cluster "http://127.0.0.1:$PORT" dm --pairs 2
 run cluster_fanout "$FIRST" --cluster "http://127.0.0.1:$PORT" fanout --listeners 5 --rate 0
+run cluster_groups "$FIRST" --cluster "http://127.0.0.1:$PORT" groups --groups 1 --members 5 --rate 0
 
 for peer in limit node-ws node-socketio flask-socketio; do
     case "$peer" in limit | node-ws) framing=relay ;; *) framing=socketio ;; esac
@@ -121,6 +124,7 @@ for peer in limit node-ws node-socketio flask-socketio; do
     run "peer_dm_$peer" "$url" --target "$framing" dm --pairs 2 --rate 0
     run "peer_signal_$peer" "$url" --target "$framing" signal
     run "peer_fanout_$peer" "$url" --target "$framing" fanout --listeners 5 --rate 0
+    run "peer_groups_$peer" "$url" --target "$framing" groups --groups 2 --members 5 --rate 0
 done
 
 # Every scenario: the expected fields, nonzero counts, no errors.
@@ -138,13 +142,16 @@ checks = {
     "fanout_saturated": fanout,
     "fanout_stored": ["sent", "acked", "delivered", "latency.count"],
     "login": ["logins", "calm_latency.count", "storm_latency.count"],
+    "list": ["listed", "latency.count"],
     "store": ["rows", "transactions", "rows_per_sec", "commit_latency.count", "tx_latency.count"],
     "cluster_dm": dm,
     "cluster_fanout": fanout,
+    "groups": ["sent", "acked", "delivered", "delivered_per_sec", "latency.count"],
+    "cluster_groups": ["sent", "acked", "delivered", "delivered_per_sec", "latency.count"],
 }
 for peer in ("limit", "node-ws", "node-socketio", "flask-socketio"):
     checks[f"peer_idle_{peer}"] = ["connected", "held_after_hold"]
-    for scenario in ("dm", "signal", "fanout"):
+    for scenario in ("dm", "signal", "fanout", "groups"):
         checks[f"peer_{scenario}_{peer}"] = relayed
 failed = 0
 for name, fields in checks.items():

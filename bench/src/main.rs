@@ -7,6 +7,8 @@
 //! pychat-bench dm     --server http://127.0.0.1:8080 --pairs 50 --rate 0 --duration 10
 //! pychat-bench signal --server http://127.0.0.1:8080 --rooms 1 --rate 200 --duration 5
 //! pychat-bench fanout --server http://127.0.0.1:8080 --listeners 100 --rate 1000 --duration 5
+//! pychat-bench groups --server http://127.0.0.1:8080 --groups 10 --members 100 --rate 0
+//! pychat-bench list   --server http://127.0.0.1:8080 --conversations 500 --unread 20
 //! pychat-bench login  --server http://127.0.0.1:8080 --concurrency 8 --phase 5
 //! pychat-bench --target socketio --server http://127.0.0.1:3001 --cluster http://127.0.0.1:3002 fanout --listeners 100 --rate 0
 //! pychat-bench store  --database-url postgres://postgres@127.0.0.1/bench --writers 8 --batch 100 --duration 10
@@ -16,7 +18,9 @@
 mod client;
 mod dm;
 mod fanout;
+mod groups;
 mod idle;
+mod list;
 mod login;
 mod relay;
 mod signal;
@@ -130,6 +134,23 @@ enum Scenario {
         #[arg(long)]
         stored: bool,
     },
+    /// R groups of k members, one sender each: stored messages fanned out to the group.
+    Groups {
+        /// Members per group besides its sender.
+        #[arg(long, default_value_t = 100)]
+        members: usize,
+        #[arg(long, default_value_t = 1)]
+        groups: usize,
+        /// Sends per second over all groups; 0 = as fast as --window allows.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Sends per group not yet delivered to all of it, at --rate 0.
+        #[arg(long, default_value_t = 16)]
+        window: usize,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+    },
     /// Peers in rooms relaying signal frames: relay latency.
     Signal {
         #[arg(long, default_value_t = 1)]
@@ -157,6 +178,20 @@ enum Scenario {
         /// Accounts the storm logs into.
         #[arg(long, default_value_t = 16)]
         accounts: usize,
+    },
+    /// The conversation list of a user in many conversations, each with unread messages.
+    List {
+        #[arg(long, default_value_t = 500)]
+        conversations: usize,
+        /// Messages from the other user in each.
+        #[arg(long, default_value_t = 20)]
+        unread: usize,
+        /// Conversations per page.
+        #[arg(long, default_value_t = 100)]
+        page: usize,
+        /// Page requests, one after the other.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
     },
     /// No server: the same rows as dm inserted straight into a database (the storage ceiling).
     Store {
@@ -238,8 +273,13 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
             .ok_or("this scenario needs pychat: relays have no accounts")?;
         return relay::run(&servers, framing, &cli.sources, plan).await;
     }
-    if servers.len() > 1 && !matches!(cli.scenario, Scenario::Dm { .. } | Scenario::Fanout { .. }) {
-        return Err("--cluster applies to dm and fanout".into());
+    if servers.len() > 1
+        && !matches!(
+            cli.scenario,
+            Scenario::Dm { .. } | Scenario::Fanout { .. } | Scenario::Groups { .. }
+        )
+    {
+        return Err("--cluster applies to dm, fanout and groups".into());
     }
     match cli.scenario {
         Scenario::Idle {
@@ -305,6 +345,23 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
             };
             fanout::run(&servers, args).await
         }
+        Scenario::Groups {
+            members,
+            groups,
+            rate,
+            window,
+            duration,
+        } => {
+            let args = groups::Args {
+                members: if tiny { members.min(5) } else { members },
+                groups: if tiny { groups.min(2) } else { groups },
+                rate,
+                window,
+                duration_secs: if tiny { duration.min(1.0) } else { duration },
+                sources: cli.sources,
+            };
+            groups::run(&servers, args).await
+        }
         Scenario::Signal {
             rooms,
             rate,
@@ -338,6 +395,25 @@ async fn run(cli: Cli) -> client::Result<serde_json::Value> {
                 sources: cli.sources,
             };
             login::run(server, args).await
+        }
+        Scenario::List {
+            conversations,
+            unread,
+            page,
+            requests,
+        } => {
+            let args = list::Args {
+                conversations: if tiny {
+                    conversations.min(5)
+                } else {
+                    conversations
+                },
+                unread: if tiny { unread.min(2) } else { unread },
+                page,
+                requests: if tiny { requests.min(5) } else { requests },
+                sources: cli.sources,
+            };
+            list::run(server, args).await
         }
         Scenario::Store { .. } => unreachable!("handled above"),
     }
@@ -389,6 +465,28 @@ fn relay_plan(scenario: &Scenario, tiny: bool) -> Option<Plan> {
             pad: 0,
             duration_secs: secs(duration),
         },
+        Scenario::Groups {
+            members,
+            groups,
+            rate,
+            window,
+            duration,
+        } => {
+            let groups = if tiny { groups.min(2) } else { groups };
+            Plan {
+                scenario: "groups",
+                rooms: groups,
+                members: 1 + if tiny { members.min(5) } else { members },
+                senders: 1,
+                pace: if rate > 0.0 {
+                    Pace::Rate(rate / groups.max(1) as f64)
+                } else {
+                    Pace::Window(window)
+                },
+                pad: 40,
+                duration_secs: secs(duration),
+            }
+        }
         Scenario::Signal {
             rooms,
             rate,
@@ -402,6 +500,9 @@ fn relay_plan(scenario: &Scenario, tiny: bool) -> Option<Plan> {
             pad: 120,
             duration_secs: secs(duration),
         },
-        Scenario::Idle { .. } | Scenario::Login { .. } | Scenario::Store { .. } => return None,
+        Scenario::Idle { .. }
+        | Scenario::Login { .. }
+        | Scenario::List { .. }
+        | Scenario::Store { .. } => return None,
     })
 }
