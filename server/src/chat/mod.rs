@@ -4,19 +4,22 @@
 mod call_events;
 mod conversations;
 mod directory;
+mod groups;
+mod history;
 pub mod membership;
+mod reads;
 mod release_order;
 mod service;
 mod typing;
 mod writer;
 
 pub use call_events::CallAudience;
-pub use conversations::{
-    ActiveCall, ConversationMember, ConversationPage, ConversationType, ConversationView,
-    GroupChange, HistoryPage, MAX_TITLE_CHARS, MemberList, ReadState,
-};
+pub use conversations::{ActiveCall, ConversationPage, ConversationType, ConversationView};
 pub use directory::{ConversationKind, Directory};
+pub use groups::{ConversationMember, GroupChange, MAX_TITLE_CHARS, MemberList};
+pub use history::HistoryPage;
 pub use membership::Role;
+pub use reads::ReadState;
 pub use service::{Chat, ChatLimits, Identity, Replay, Target};
 pub use writer::{MAX_BATCH, MAX_WRITERS, MessageWriter, default_writers};
 
