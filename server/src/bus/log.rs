@@ -8,8 +8,10 @@
 
 use std::sync::Arc;
 
+use crate::chat::MessageView;
 use crate::ws::FrameText;
 use crate::ws::hub::ConnId;
+use crate::ws::protocol::ServerFrame;
 
 /// One stored message, with its frame already serialised (once, by the instance that stored it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,24 @@ pub struct LogEntry {
     /// The sender's connection that sent it: it gets an ack, not a copy (0: none).
     pub except: ConnId,
     pub frame: FrameText,
+}
+
+impl LogEntry {
+    /// The entry of a stored event, its `message` frame serialised here, once.
+    pub fn of_event(
+        message: MessageView,
+        sender_id: i64,
+        recipients: Arc<[i64]>,
+        except: ConnId,
+    ) -> Self {
+        Self {
+            id: message.id,
+            sender_id,
+            recipients,
+            except,
+            frame: ServerFrame::Message { message }.to_text(),
+        }
+    }
 }
 
 /// Every message with an id in `(prev, last]`, in id order.

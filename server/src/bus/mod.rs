@@ -9,7 +9,12 @@ pub mod log;
 pub mod redis;
 pub mod sequencer;
 
-use crate::ws::hub::{ConnId, Hub, Outbound};
+use crate::chat::Notice;
+use crate::ws::hub::{Hub, Outbound};
+use crate::ws::protocol::ServerFrame;
+
+/// A connection's id (its instance in the high half; see `ws::hub`).
+pub use crate::ws::hub::ConnId;
 
 pub use self::redis::RedisBus;
 
@@ -44,6 +49,14 @@ impl Bus {
         self.hub.send_to_user(user_id, out, except);
         if let Some(redis) = &self.redis {
             redis.publish(user_id, 0, except.unwrap_or(0), out);
+        }
+    }
+
+    /// Serialises `notice` once and delivers it to every connection of each of `users`.
+    pub fn notify(&self, users: impl IntoIterator<Item = i64>, notice: &Notice) {
+        let out = Outbound::Frame(ServerFrame::from_notice(notice).to_text());
+        for user_id in users {
+            self.to_user(user_id, &out, None);
         }
     }
 

@@ -8,11 +8,9 @@ use utoipa::ToSchema;
 use crate::db::conversations as store;
 use crate::db::events;
 use crate::error::AppError;
-use crate::ws::hub::Outbound;
-use crate::ws::protocol::ServerFrame;
 
 use super::service::{field, not_yours};
-use super::{Chat, Identity};
+use super::{Chat, Identity, Notice};
 
 #[derive(Debug, Serialize, ToSchema, TS, Clone)]
 pub struct ReadState {
@@ -57,13 +55,12 @@ impl Chat {
             None => None,
         };
         if advanced && let Some(peer) = peer {
-            let receipt = ServerFrame::ReadReceipt {
+            let receipt = Notice::ReadReceipt {
                 conversation_id: id,
                 by: user.username.clone(),
                 up_to: position,
             };
-            self.bus
-                .to_user(peer, &Outbound::Frame(receipt.to_text()), None);
+            self.bus.notify([peer], &receipt);
         }
         let state = ReadState {
             conversation_id: id,
@@ -71,14 +68,8 @@ impl Chat {
             up_to: position,
             unread,
         };
-        let own = ServerFrame::ReadState {
-            conversation_id: id,
-            peer: state.peer.clone(),
-            up_to: state.up_to,
-            unread: state.unread,
-        };
         self.bus
-            .to_user(user_id, &Outbound::Frame(own.to_text()), None);
+            .notify([user_id], &Notice::ReadState(state.clone()));
         Ok(state)
     }
 }

@@ -3,19 +3,18 @@ use std::collections::{HashMap, HashSet};
 use tokio::sync::oneshot;
 
 use crate::bus::Bus;
+use crate::bus::ConnId;
 use crate::bus::delivery::{LogChannel, LogSource};
 use crate::bus::log::{LogBatch, LogEntry};
 use crate::db::events::{self, EventRow, NewEvent};
 use crate::db::{self, Db, DbConnection, conversations, users};
 use crate::error::{AppError, ErrorCode, FieldError};
-use crate::ws::hub::{ConnId, Outbound};
-use crate::ws::protocol::ServerFrame;
 
 use super::typing::TypingGate;
 use super::writer::{PendingMessage, Stored};
 use super::{
     Directory, MAX_BODY_CHARS, MAX_CLIENT_MSG_ID_LEN, MessageKind, MessageView, MessageWriter,
-    Presence, PresenceStatus,
+    Notice, Presence, PresenceStatus,
 };
 
 /// Where a message goes.
@@ -335,7 +334,7 @@ impl Chat {
             })
             .await?;
         let (last_seen, peers) = last_seen;
-        let frame = ServerFrame::Presence {
+        let notice = Notice::Presence {
             user: user.username,
             status,
             last_seen: last_seen.and_then(|t| {
@@ -344,10 +343,7 @@ impl Chat {
                     .ok()
             }),
         };
-        let out = Outbound::Frame(frame.to_text());
-        for peer_id in peers {
-            self.bus.to_user(peer_id, &out, None);
-        }
+        self.bus.notify(peers, &notice);
         Ok(())
     }
 
@@ -496,12 +492,8 @@ impl LogSource for StoredLog {
                 .iter()
                 .zip(views(directory, conn, &rows)?)
                 .zip(recipients(conn, &rows)?)
-                .map(|((row, message), recipients)| LogEntry {
-                    id: row.seq,
-                    sender_id: row.sender_id,
-                    recipients: recipients.into(),
-                    except: 0,
-                    frame: ServerFrame::Message { message }.to_text(),
+                .map(|((row, message), recipients)| {
+                    LogEntry::of_event(message, row.sender_id, recipients.into(), 0)
                 })
                 .collect();
             Ok(LogBatch {

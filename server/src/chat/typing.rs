@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::db::conversations as store;
 use crate::error::AppError;
-use crate::ws::hub::Outbound;
-use crate::ws::protocol::ServerFrame;
 
 use super::service::not_yours;
-use super::{Chat, Identity};
+use super::{Chat, Identity, Notice};
 
 /// Typing notices are not relayed in groups larger than this: nobody reads "300 people are
 /// typing", and each notice would cost a delivery per member.
@@ -77,14 +75,11 @@ impl Chat {
         if others.len() > TYPING_MAX_MEMBERS || (group && !self.typing.admit(id, Instant::now())) {
             return Ok(());
         }
-        let frame = ServerFrame::Typing {
+        let notice = Notice::Typing {
             conversation_id: id,
             from: from.username.clone(),
         };
-        let out = Outbound::Frame(frame.to_text());
-        for member in others {
-            self.bus.to_user(member, &out, None);
-        }
+        self.bus.notify(others, &notice);
         Ok(())
     }
 }

@@ -58,14 +58,13 @@ use diesel::Connection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bus::ConnId;
 use crate::bus::delivery::LogSink;
 use crate::bus::log::{LogBatch, LogEntry};
 use crate::db::conversations::{self, MemberRow};
 use crate::db::events::{self, EventRow, NewEvent};
 use crate::db::{self, Backend, Db, DbConnection};
 use crate::error::{AppError, ErrorCode};
-use crate::ws::hub::ConnId;
-use crate::ws::protocol::ServerFrame;
 
 use super::membership::{self, Change, Member, MemberUpdate, Role};
 use super::release_order::{ReleaseOrder, Released};
@@ -428,16 +427,12 @@ fn deliver(shared: &Shared, ready: Released<Release>) {
     for release in ready.items {
         if let (Some(to), Ok(stored)) = (&release.log, &release.outcome) {
             cluster_prev = cluster_prev.or(Some(to.prev));
-            entries.push(LogEntry {
-                id: stored.message.id,
-                sender_id: to.sender_id,
-                recipients: to.recipients.clone(),
-                except: to.except,
-                frame: ServerFrame::Message {
-                    message: stored.message.clone(),
-                }
-                .to_text(),
-            });
+            entries.push(LogEntry::of_event(
+                stored.message.clone(),
+                to.sender_id,
+                to.recipients.clone(),
+                to.except,
+            ));
         }
         if let Some(reply) = release.reply {
             // The sender may have gone; the message is stored and is delivered regardless.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::calls::{CallEndReason, CallMedia, LeaveReason, MemberView, RoomView, SignalKind};
-use crate::chat::{MessageView, PresenceStatus};
+use crate::chat::{MessageView, Notice, PresenceStatus};
 use crate::error::ErrorCode;
 
 /// Bumped when a change would break existing clients.
@@ -338,6 +338,43 @@ impl ServerFrame {
     }
 
     /// Serialised once; the text is shared by every connection it goes to.
+    /// The frame of one of chat's notices.
+    pub fn from_notice(notice: &Notice) -> Self {
+        match notice.clone() {
+            Notice::ReadReceipt {
+                conversation_id,
+                by,
+                up_to,
+            } => Self::ReadReceipt {
+                conversation_id,
+                by,
+                up_to,
+            },
+            Notice::ReadState(state) => Self::ReadState {
+                conversation_id: state.conversation_id,
+                peer: state.peer,
+                up_to: state.up_to,
+                unread: state.unread,
+            },
+            Notice::Typing {
+                conversation_id,
+                from,
+            } => Self::Typing {
+                conversation_id,
+                from,
+            },
+            Notice::Presence {
+                user,
+                status,
+                last_seen,
+            } => Self::Presence {
+                user,
+                status,
+                last_seen,
+            },
+        }
+    }
+
     pub fn to_text(&self) -> super::FrameText {
         // Serialising these types cannot fail: no maps with non-string keys, no custom impls.
         serde_json::to_string(self)

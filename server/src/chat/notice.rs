@@ -1,0 +1,24 @@
+//! What chat tells users besides the events of the log: domain notices, made into frames at the
+//! edge (`ws::protocol`) and serialised once per notice by the bus.
+
+use super::{PresenceStatus, ReadState};
+
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// `by` read a direct conversation up to `up_to` (to the other user).
+    ReadReceipt {
+        conversation_id: i64,
+        by: String,
+        up_to: i64,
+    },
+    /// The user's own read position moved (to each of their connections).
+    ReadState(ReadState),
+    /// `from` is typing in the conversation.
+    Typing { conversation_id: i64, from: String },
+    /// `user` came online or went offline; `last_seen` (RFC 3339) when they went.
+    Presence {
+        user: String,
+        status: PresenceStatus,
+        last_seen: Option<String>,
+    },
+}
