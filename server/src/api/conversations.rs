@@ -261,10 +261,16 @@ pub async fn remove_member(
 ) -> Result<HttpResponse, AppError> {
     let (id, username) = path.into_inner();
     let id = conversation_id(&id)?;
+    let by = identity(auth);
     state
         .chat
-        .change_group(&identity(auth), id, GroupChange::Remove(username))
+        .change_group(&by, id, GroupChange::Remove(username.clone()))
         .await?;
+    let (removed, _) = state.chat.resolve_user(&username).await?;
+    state
+        .calls
+        .conversation_member_gone(id, removed, &by.username)
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -317,10 +323,15 @@ pub async fn leave(
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = conversation_id(&id)?;
+    let user = identity(auth);
     state
         .chat
-        .change_group(&identity(auth), id, GroupChange::Leave)
+        .change_group(&user, id, GroupChange::Leave)
         .await?;
+    state
+        .calls
+        .conversation_member_gone(id, user.user_id, &user.username)
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }
 

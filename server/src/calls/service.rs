@@ -405,6 +405,19 @@ impl Calls {
         Ok(reply)
     }
 
+    /// `user_id` left the group or was removed from it (by `by`): out of its call at once.
+    pub async fn conversation_member_gone(&self, conversation_id: i64, user_id: i64, by: &str) {
+        match self
+            .with_registry(|registry| registry.member_gone(conversation_id, user_id, by))
+            .await
+        {
+            Ok(deliveries) => self.deliver(deliveries),
+            Err(err) => {
+                tracing::warn!(error = %err, conversation_id, "could not end a removed member's call")
+            }
+        }
+    }
+
     /// The calls going on in groups, by conversation (empty while shared state is unreachable:
     /// a conversation view then simply shows none).
     pub async fn active_calls(&self) -> HashMap<i64, ActiveCall> {

@@ -243,3 +243,63 @@ async fn declining_stops_only_your_ringing_and_a_removed_member_cannot_get_in() 
         .await;
     assert_eq!(both["code"], "invalid_frame", "{both}");
 }
+
+#[actix_web::test]
+async fn a_member_removed_or_leaving_during_the_call_is_put_out_of_it() {
+    let app = spawn_app_with(Backend::Sqlite, |_| {})
+        .await
+        .expect("sqlite");
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let id = group(&app, &alice, &["bob", "carol"]).await;
+    let mut a = app.connect(&alice, None).await;
+    let mut b = app.connect(&bob, None).await;
+    let mut c = app.connect(&carol, None).await;
+    a.request(call_group(id), "start").await;
+    let joined = b.request(call_group(id), "join").await;
+    let room = joined["room"]["name"].as_str().expect("room").to_string();
+    let bob_peer = joined["peer_id"].as_str().expect("peer").to_string();
+    c.request(call_group(id), "join").await;
+
+    let removed = app
+        .request(
+            Method::DELETE,
+            &format!("/api/conversations/{id}/members/bob"),
+            Some(&alice.access),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{:?}", removed.body);
+    let ended = b.next_of("room_ended").await;
+    assert_eq!(
+        (&ended["room"], &ended["by"]),
+        (&json!(room), &json!("alice"))
+    );
+    for member in [&mut a, &mut c] {
+        assert_eq!(member.next_of("member_left").await["username"], "bob");
+    }
+    let back = b
+        .request(
+            json!({"type": "room_rejoin", "name": room, "peer_id": bob_peer}),
+            "back",
+        )
+        .await;
+    assert_eq!(back["type"], "error", "{back}");
+
+    let left = app
+        .request(
+            Method::POST,
+            &format!("/api/conversations/{id}/leave"),
+            Some(&carol.access),
+            None,
+        )
+        .await;
+    assert_eq!(left.status, StatusCode::NO_CONTENT, "{:?}", left.body);
+    assert_eq!(c.next_of("room_ended").await["by"], "carol");
+    assert_eq!(a.next_of("member_left").await["username"], "carol");
+    let view = app
+        .get(&format!("/api/conversations/{id}"), &alice.access)
+        .await;
+    assert_eq!(view.body["active_call"]["participants"], json!(["alice"]));
+}

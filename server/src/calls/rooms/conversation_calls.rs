@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::calls::{CallEndReason, CallMedia};
+use crate::calls::{CallEndReason, CallMedia, LeaveReason};
 use crate::error::{AppError, ErrorCode};
 use crate::ws::protocol::ServerFrame;
 
@@ -254,6 +254,49 @@ impl Registry {
             [who.user_id],
             CallEndReason::StoppedRinging,
         ))
+    }
+
+    /// `user_id` is no longer a member of the group (removed by `by`, or left): each of their
+    /// connections in its call is told `room_ended` and loses its seat (the others see them
+    /// leave), and their devices stop ringing.
+    pub fn member_gone(&mut self, conversation_id: i64, user_id: i64, by: &str) -> Vec<Delivery> {
+        let Some(key) = self.conversation_room(conversation_id) else {
+            return Vec::new();
+        };
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return Vec::new();
+        };
+        let mut deliveries = Vec::new();
+        if let Some(call) = room.conversation.as_mut()
+            && let Some(at) = call.ringing.iter().position(|&u| u == user_id)
+        {
+            call.ringing.swap_remove(at);
+            deliveries.extend(stopped_ringing(
+                &call.call_id,
+                [user_id],
+                CallEndReason::Cancelled,
+            ));
+        }
+        let seats: Vec<(String, Option<Target>)> = room
+            .members
+            .iter()
+            .filter(|m| m.user_id == user_id)
+            .map(|m| (m.peer_id.clone(), m.target()))
+            .collect();
+        let name = room.name.clone();
+        for (peer_id, target) in seats {
+            if let Some(target) = target {
+                deliveries.push(Delivery {
+                    to: vec![target],
+                    frame: ServerFrame::RoomEnded {
+                        room: name.clone(),
+                        by: by.to_string(),
+                    },
+                });
+            }
+            deliveries.extend(self.remove_member(&key, &peer_id, LeaveReason::Left));
+        }
+        deliveries
     }
 
     /// The ring timeout of group call `call_id` ran out: whoever has not answered stops ringing.
