@@ -2,10 +2,12 @@
 //! signaling, and ICE server configuration. The rules live in [`rooms`] as a state machine with
 //! no I/O; [`service::Calls`] applies its decisions (deliveries, timers, missed-call messages).
 
+mod events;
 pub mod ice;
 pub mod rooms;
 mod service;
 
+pub use events::CallEvent;
 pub use service::{CallLimits, Calls};
 
 use serde::{Deserialize, Serialize};

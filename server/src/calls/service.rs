@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::CallEvent;
 use crate::auth::tokens::random_token;
 use crate::bus::Bus;
 use crate::chat::{ActiveCall, CallAudience, CallSummary, Chat, Identity, MessageKind, Target};
@@ -12,7 +13,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::ws::hub::{ConnId, Outbound};
 use crate::ws::protocol::ServerFrame;
 
-use super::rooms::{self, Caller, Delivery, EndedCall, Entry, HeldSeat, Registry};
+use super::rooms::{self, Caller, Delivery, EndedCall, Entry, HeldSeat, NewGroupCall, Registry};
 use super::{CallMedia, RoomView, SignalKind};
 
 #[derive(Debug, Clone, Copy)]
@@ -165,9 +166,10 @@ impl Calls {
         }
     }
 
+    /// Serialises each event once, as its frame, and delivers it.
     fn deliver(&self, deliveries: Vec<Delivery>) {
         for delivery in deliveries {
-            let out = Outbound::Frame(delivery.frame.to_text());
+            let out = Outbound::Frame(ServerFrame::from_call(delivery.event, None).to_text());
             for target in delivery.to {
                 match target {
                     rooms::Target::Conn { user_id, conn } => self.bus.to_conn(user_id, conn, &out),
@@ -180,14 +182,15 @@ impl Calls {
         }
     }
 
-    /// Runs a registry operation that answers the caller and tells others.
+    /// Runs a registry operation that answers the caller (to request `id`) and tells others.
     async fn answer(
         &self,
-        op: impl FnOnce(&mut Registry) -> Result<(ServerFrame, Vec<Delivery>), AppError>,
+        id: Option<String>,
+        op: impl FnOnce(&mut Registry) -> Result<(CallEvent, Vec<Delivery>), AppError>,
     ) -> Result<ServerFrame, AppError> {
         let (reply, deliveries) = self.with_registry(op).await??;
         self.deliver(deliveries);
-        Ok(reply)
+        Ok(ServerFrame::from_call(reply, id))
     }
 
     /// Runs a registry operation that only tells others; the caller gets `ok`.
@@ -213,7 +216,7 @@ impl Calls {
         }
         let max_peers = self.limits.max_peers;
         let reply = self
-            .answer(|registry| registry.create(who, name, max_peers, id))
+            .answer(id, |registry| registry.create(who, name, max_peers))
             .await?;
         self.quotas()
             .rooms
@@ -229,7 +232,7 @@ impl Calls {
         name: &str,
         id: Option<String>,
     ) -> Result<ServerFrame, AppError> {
-        self.answer(|registry| registry.join(who, name, id)).await
+        self.answer(id, |registry| registry.join(who, name)).await
     }
 
     pub async fn rejoin_room(
@@ -239,7 +242,7 @@ impl Calls {
         peer_id: &str,
         id: Option<String>,
     ) -> Result<ServerFrame, AppError> {
-        self.answer(|registry| registry.rejoin(who, name, peer_id, id))
+        self.answer(id, |registry| registry.rejoin(who, name, peer_id))
             .await
     }
 
@@ -359,18 +362,18 @@ impl Calls {
         let started_at_ms = unix_ms();
         let (reply, deliveries, entry) = self
             .with_registry(|registry| {
-                registry.call_conversation(
-                    new_call,
-                    who,
+                let call = NewGroupCall {
+                    call_id: new_call,
                     conversation_id,
-                    &members,
+                    members: &members,
                     media,
                     max_peers,
-                    started_at_ms,
-                    id,
-                )
+                    now_ms: started_at_ms,
+                };
+                registry.call_conversation(who, call)
             })
             .await??;
+        let reply = ServerFrame::from_call(reply, id);
         self.deliver(deliveries);
         if entry == Entry::Started {
             self.quotas()
@@ -449,7 +452,9 @@ impl Calls {
         let call_id = random_token(12);
         let ring_id = call_id.clone();
         let reply = self
-            .answer(|registry| registry.ring(ring_id, who, callee_id, callee_name, media, id))
+            .answer(id, |registry| {
+                registry.ring(ring_id, who, callee_id, callee_name, media)
+            })
             .await?;
         self.quotas()
             .calls

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::calls::{CallEndReason, CallMedia, LeaveReason, MemberView, RoomView, SignalKind};
+use crate::calls::{
+    CallEndReason, CallEvent, CallMedia, LeaveReason, MemberView, RoomView, SignalKind,
+};
 use crate::chat::{MessageView, Notice, PresenceStatus};
 use crate::error::ErrorCode;
 
@@ -338,6 +340,89 @@ impl ServerFrame {
     }
 
     /// Serialised once; the text is shared by every connection it goes to.
+    /// The frame of a call event; `id` answers the request it replies to (if it is a reply).
+    pub fn from_call(event: CallEvent, id: Option<String>) -> Self {
+        match event {
+            CallEvent::RoomCreated { room, peer_id } => Self::RoomCreated { id, room, peer_id },
+            CallEvent::RoomJoined { room, peer_id } => Self::RoomJoined { id, room, peer_id },
+            CallEvent::MemberJoined { room, member } => Self::MemberJoined { room, member },
+            CallEvent::MemberLeft {
+                room,
+                peer_id,
+                username,
+                reason,
+                creator,
+            } => Self::MemberLeft {
+                room,
+                peer_id,
+                username,
+                reason,
+                creator,
+            },
+            CallEvent::MemberDisconnected { room, peer_id } => {
+                Self::MemberDisconnected { room, peer_id }
+            }
+            CallEvent::MemberReconnected { room, peer_id } => {
+                Self::MemberReconnected { room, peer_id }
+            }
+            CallEvent::RoomEnded { room, by } => Self::RoomEnded { room, by },
+            CallEvent::SessionStarted { room, peers } => Self::SessionStarted { room, peers },
+            CallEvent::Signal {
+                from,
+                from_user,
+                kind,
+                payload,
+            } => Self::Signal {
+                from,
+                from_user,
+                kind,
+                payload,
+            },
+            CallEvent::PeerState {
+                room,
+                peer_id,
+                username,
+                muted,
+                camera,
+                screen,
+            } => Self::PeerState {
+                room,
+                peer_id,
+                username,
+                muted,
+                camera,
+                screen,
+            },
+            CallEvent::IncomingCall {
+                call_id,
+                from,
+                media,
+                conversation_id,
+            } => Self::IncomingCall {
+                call_id,
+                from,
+                media,
+                conversation_id,
+            },
+            CallEvent::CallRinging { call_id, to, media } => Self::CallRinging {
+                id,
+                call_id,
+                to,
+                media,
+            },
+            CallEvent::CallAccepted {
+                call_id,
+                room,
+                peer_id,
+            } => Self::CallAccepted {
+                call_id,
+                room,
+                peer_id,
+            },
+            CallEvent::CallEnded { call_id, reason } => Self::CallEnded { call_id, reason },
+        }
+    }
+
     /// The frame of one of chat's notices.
     pub fn from_notice(notice: &Notice) -> Self {
         match notice.clone() {

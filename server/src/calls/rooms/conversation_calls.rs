@@ -4,9 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::calls::{CallEndReason, CallMedia, LeaveReason};
+use crate::calls::{CallEndReason, CallEvent, CallMedia, LeaveReason};
 use crate::error::{AppError, ErrorCode};
-use crate::ws::protocol::ServerFrame;
 
 use super::{Caller, Delivery, Registry, Room, Target, error, instance_of};
 
@@ -33,6 +32,19 @@ pub struct ConversationCall {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EndedCall(pub ConversationCall);
 
+/// A group call to start, if the group has none going on.
+pub struct NewGroupCall<'a> {
+    pub call_id: String,
+    pub conversation_id: i64,
+    /// The group's current members (the caller's membership is checked by the service): all
+    /// but the caller are rung.
+    pub members: &'a [i64],
+    pub media: CallMedia,
+    pub max_peers: u32,
+    /// Unix milliseconds now.
+    pub now_ms: i64,
+}
+
 /// How a member came into a group's call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entry {
@@ -52,7 +64,7 @@ fn stopped_ringing(
     }
     vec![Delivery {
         to,
-        frame: ServerFrame::CallEnded {
+        event: CallEvent::CallEnded {
             call_id: call_id.to_string(),
             reason,
         },
@@ -93,26 +105,26 @@ impl Registry {
             .map(|c| c.conversation_id)
     }
 
-    /// Calls a group: joins its call if one is going on, or starts one that rings `members`
-    /// (the group's current members; the caller's membership is checked by the service).
-    #[allow(clippy::too_many_arguments)]
+    /// Calls a group: joins its call if one is going on, or starts the one `call` describes.
     pub fn call_conversation(
         &mut self,
-        call_id: String,
         who: &Caller,
-        conversation_id: i64,
-        members: &[i64],
-        media: CallMedia,
-        max_peers: u32,
-        now_ms: i64,
-        id: Option<String>,
-    ) -> Result<(ServerFrame, Vec<Delivery>, Entry), AppError> {
+        call: NewGroupCall<'_>,
+    ) -> Result<(CallEvent, Vec<Delivery>, Entry), AppError> {
+        let NewGroupCall {
+            call_id,
+            conversation_id,
+            members,
+            media,
+            max_peers,
+            now_ms,
+        } = call;
         self.ensure_free(who.conn)?;
         if let Some(key) = self.conversation_room(conversation_id) {
             let (peer_id, deliveries) = self.enter(&key, who)?;
             let room = self.rooms.get(&key).map(Room::view).ok_or_else(gone)?;
             return Ok((
-                ServerFrame::RoomJoined { id, room, peer_id },
+                CallEvent::RoomJoined { room, peer_id },
                 deliveries,
                 Entry::Joined,
             ));
@@ -146,7 +158,7 @@ impl Registry {
         let view = room.view();
         let ring = Delivery {
             to: ringing.into_iter().map(Target::User).collect(),
-            frame: ServerFrame::IncomingCall {
+            event: CallEvent::IncomingCall {
                 call_id,
                 from: who.username.clone(),
                 media,
@@ -156,8 +168,7 @@ impl Registry {
         self.rooms.insert(key.clone(), room);
         self.by_conn.insert(who.conn, key);
         Ok((
-            ServerFrame::RoomJoined {
-                id,
+            CallEvent::RoomJoined {
                 room: view,
                 peer_id,
             },
@@ -180,7 +191,7 @@ impl Registry {
         room.members.push(member);
         let mut deliveries = vec![Delivery {
             to: room.targets_except(&peer_id),
-            frame: ServerFrame::MemberJoined {
+            event: CallEvent::MemberJoined {
                 room: room.name.clone(),
                 member: member_view,
             },
@@ -194,7 +205,7 @@ impl Registry {
                     user_id: who.user_id,
                     conn: who.conn,
                 }],
-                frame: ServerFrame::CallEnded {
+                event: CallEvent::CallEnded {
                     call_id: call.call_id.clone(),
                     reason: CallEndReason::AnsweredElsewhere,
                 },
@@ -222,7 +233,7 @@ impl Registry {
                 user_id: who.user_id,
                 conn: who.conn,
             }],
-            frame: ServerFrame::CallAccepted {
+            event: CallEvent::CallAccepted {
                 call_id,
                 room: room.view(),
                 peer_id,
@@ -288,7 +299,7 @@ impl Registry {
             if let Some(target) = target {
                 deliveries.push(Delivery {
                     to: vec![target],
-                    frame: ServerFrame::RoomEnded {
+                    event: CallEvent::RoomEnded {
                         room: name.clone(),
                         by: by.to_string(),
                     },
@@ -391,18 +402,19 @@ mod tests {
     fn start(registry: &mut Registry, who: &Caller, members: &[i64]) -> String {
         let (reply, _, entry) = registry
             .call_conversation(
-                "c1".into(),
                 who,
-                7,
-                members,
-                CallMedia::Audio,
-                6,
-                1_000,
-                None,
+                NewGroupCall {
+                    call_id: "c1".into(),
+                    conversation_id: 7,
+                    members,
+                    media: CallMedia::Audio,
+                    max_peers: 6,
+                    now_ms: 1_000,
+                },
             )
             .expect("start");
         assert_eq!(entry, Entry::Started);
-        let ServerFrame::RoomJoined { room, .. } = reply else {
+        let CallEvent::RoomJoined { room, .. } = reply else {
             panic!("expected room_joined");
         };
         room.name
@@ -414,21 +426,22 @@ mod tests {
         start(&mut registry, &caller(1, 10), &[1, 2, 3]);
         let (_, deliveries, entry) = registry
             .call_conversation(
-                "c2".into(),
                 &caller(2, 20),
-                7,
-                &[1, 2, 3],
-                CallMedia::Video,
-                6,
-                2_000,
-                None,
+                NewGroupCall {
+                    call_id: "c2".into(),
+                    conversation_id: 7,
+                    members: &[1, 2, 3],
+                    media: CallMedia::Video,
+                    max_peers: 6,
+                    now_ms: 2_000,
+                },
             )
             .expect("join");
         assert_eq!(entry, Entry::Joined);
         // Bob's other devices stop ringing; Carol's still ring.
         assert!(deliveries.iter().any(|d| matches!(
-            d.frame,
-            ServerFrame::CallEnded {
+            d.event,
+            CallEvent::CallEnded {
                 reason: CallEndReason::AnsweredElsewhere,
                 ..
             }
@@ -445,8 +458,8 @@ mod tests {
         start(&mut registry, &alice, &[1, 2]);
         let out = registry.leave(&alice).expect("leave");
         assert!(matches!(
-            out[0].frame,
-            ServerFrame::CallEnded {
+            out[0].event,
+            CallEvent::CallEnded {
                 reason: CallEndReason::Cancelled,
                 ..
             }
@@ -466,38 +479,41 @@ mod tests {
         let mut registry = Registry::default();
         registry
             .call_conversation(
-                "c1".into(),
                 &caller(1, 10),
-                7,
-                &[1, 2, 3],
-                CallMedia::Audio,
-                2,
-                0,
-                None,
+                NewGroupCall {
+                    call_id: "c1".into(),
+                    conversation_id: 7,
+                    members: &[1, 2, 3],
+                    media: CallMedia::Audio,
+                    max_peers: 2,
+                    now_ms: 0,
+                },
             )
             .expect("start");
         registry
             .call_conversation(
-                "c1".into(),
                 &caller(2, 20),
-                7,
-                &[1, 2, 3],
-                CallMedia::Audio,
-                2,
-                0,
-                None,
+                NewGroupCall {
+                    call_id: "c1".into(),
+                    conversation_id: 7,
+                    members: &[1, 2, 3],
+                    media: CallMedia::Audio,
+                    max_peers: 2,
+                    now_ms: 0,
+                },
             )
             .expect("join");
         let full = registry
             .call_conversation(
-                "c1".into(),
                 &caller(3, 30),
-                7,
-                &[1, 2, 3],
-                CallMedia::Audio,
-                2,
-                0,
-                None,
+                NewGroupCall {
+                    call_id: "c1".into(),
+                    conversation_id: 7,
+                    members: &[1, 2, 3],
+                    media: CallMedia::Audio,
+                    max_peers: 2,
+                    now_ms: 0,
+                },
             )
             .expect_err("full");
         assert_eq!(full.code(), ErrorCode::RoomFull);

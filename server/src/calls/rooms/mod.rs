@@ -6,15 +6,14 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bus::ConnId;
 use crate::error::{AppError, ErrorCode, FieldError};
-use crate::ws::hub::ConnId;
-use crate::ws::protocol::ServerFrame;
 
-use super::{CallEndReason, CallMedia, LeaveReason, MemberView, RoomView, SignalKind};
+use super::{CallEndReason, CallEvent, CallMedia, LeaveReason, MemberView, RoomView, SignalKind};
 
 mod conversation_calls;
 
-pub use conversation_calls::{ConversationCall, EndedCall, Entry};
+pub use conversation_calls::{ConversationCall, EndedCall, Entry, NewGroupCall};
 
 pub const ROOM_NAME_MAX: usize = 64;
 /// Direct calls get a private room under this reserved prefix.
@@ -46,7 +45,7 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub to: Vec<Target>,
-    pub frame: ServerFrame,
+    pub event: CallEvent,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -262,8 +261,7 @@ impl Registry {
         who: &Caller,
         raw_name: &str,
         max_peers: u32,
-        id: Option<String>,
-    ) -> Result<(ServerFrame, Vec<Delivery>), AppError> {
+    ) -> Result<(CallEvent, Vec<Delivery>), AppError> {
         let (name, key) = room_name(raw_name)?;
         self.ensure_free(who.conn)?;
         if self.rooms.contains_key(&key) {
@@ -287,8 +285,7 @@ impl Registry {
         self.rooms.insert(key.clone(), room);
         self.by_conn.insert(who.conn, key);
         Ok((
-            ServerFrame::RoomCreated {
-                id,
+            CallEvent::RoomCreated {
                 room: view,
                 peer_id,
             },
@@ -300,8 +297,7 @@ impl Registry {
         &mut self,
         who: &Caller,
         raw_name: &str,
-        id: Option<String>,
-    ) -> Result<(ServerFrame, Vec<Delivery>), AppError> {
+    ) -> Result<(CallEvent, Vec<Delivery>), AppError> {
         let key = raw_name.trim().to_lowercase();
         self.ensure_free(who.conn)?;
         let not_found = || error(ErrorCode::RoomNotFound, "no open room has this name");
@@ -320,7 +316,7 @@ impl Registry {
         room.members.push(member);
         let announce = Delivery {
             to: room.targets_except(&peer_id),
-            frame: ServerFrame::MemberJoined {
+            event: CallEvent::MemberJoined {
                 room: room.name.clone(),
                 member: member_view,
             },
@@ -328,8 +324,7 @@ impl Registry {
         let view = room.view();
         self.by_conn.insert(who.conn, key);
         Ok((
-            ServerFrame::RoomJoined {
-                id,
+            CallEvent::RoomJoined {
                 room: view,
                 peer_id,
             },
@@ -343,8 +338,7 @@ impl Registry {
         who: &Caller,
         raw_name: &str,
         peer_id: &str,
-        id: Option<String>,
-    ) -> Result<(ServerFrame, Vec<Delivery>), AppError> {
+    ) -> Result<(CallEvent, Vec<Delivery>), AppError> {
         let key = raw_name.trim().to_lowercase();
         self.ensure_free(who.conn)?;
         let room = self
@@ -367,7 +361,7 @@ impl Registry {
         member.instance = instance_of(who.conn);
         let announce = Delivery {
             to: room.targets_except(peer_id),
-            frame: ServerFrame::MemberReconnected {
+            event: CallEvent::MemberReconnected {
                 room: room.name.clone(),
                 peer_id: peer_id.to_string(),
             },
@@ -378,8 +372,7 @@ impl Registry {
         }
         self.by_conn.insert(who.conn, key);
         Ok((
-            ServerFrame::RoomJoined {
-                id,
+            CallEvent::RoomJoined {
                 room: view,
                 peer_id: peer_id.to_string(),
             },
@@ -413,7 +406,7 @@ impl Registry {
         }
         vec![Delivery {
             to: room.targets_except(peer_id),
-            frame: ServerFrame::MemberLeft {
+            event: CallEvent::MemberLeft {
                 room: room.name.clone(),
                 peer_id: member.peer_id,
                 username: member.username,
@@ -434,7 +427,7 @@ impl Registry {
         }
         let mut deliveries = vec![Delivery {
             to: room.members.iter().filter_map(Member::target).collect(),
-            frame: ServerFrame::RoomEnded {
+            event: CallEvent::RoomEnded {
                 room: room.name.clone(),
                 by: by.to_string(),
             },
@@ -489,7 +482,7 @@ impl Registry {
         room.session_started = true;
         Ok(vec![Delivery {
             to: room.members.iter().filter_map(Member::target).collect(),
-            frame: ServerFrame::SessionStarted {
+            event: CallEvent::SessionStarted {
                 room: room.name.clone(),
                 peers: room.members.iter().map(Member::view).collect(),
             },
@@ -527,7 +520,7 @@ impl Registry {
             })?;
         Ok(Delivery {
             to: vec![target],
-            frame: ServerFrame::Signal {
+            event: CallEvent::Signal {
                 from: sender.peer_id.clone(),
                 from_user: sender.username.clone(),
                 kind,
@@ -556,7 +549,7 @@ impl Registry {
         member.muted = muted;
         member.camera = camera;
         member.screen = screen;
-        let frame = ServerFrame::PeerState {
+        let event = CallEvent::PeerState {
             room: room.name.clone(),
             peer_id: member.peer_id.clone(),
             username: member.username.clone(),
@@ -567,7 +560,7 @@ impl Registry {
         let peer_id = member.peer_id.clone();
         Ok(Delivery {
             to: room.targets_except(&peer_id),
-            frame,
+            event,
         })
     }
 
@@ -604,7 +597,7 @@ impl Registry {
         };
         let delivery = Delivery {
             to: room.targets_except(&peer_id),
-            frame: ServerFrame::MemberDisconnected {
+            event: CallEvent::MemberDisconnected {
                 room: room.name.clone(),
                 peer_id,
             },
@@ -685,8 +678,7 @@ impl Registry {
         callee_id: i64,
         callee_name: String,
         media: CallMedia,
-        id: Option<String>,
-    ) -> Result<(ServerFrame, Vec<Delivery>), AppError> {
+    ) -> Result<(CallEvent, Vec<Delivery>), AppError> {
         self.ensure_free(caller.conn)?;
         if self.ringing.values().any(|c| c.caller.conn == caller.conn) {
             return Err(error(
@@ -705,15 +697,14 @@ impl Registry {
         };
         self.ringing.insert(call_id.clone(), ringing);
         Ok((
-            ServerFrame::CallRinging {
-                id,
+            CallEvent::CallRinging {
                 call_id: call_id.clone(),
                 to: callee_name,
                 media,
             },
             vec![Delivery {
                 to: vec![Target::User(callee_id)],
-                frame: ServerFrame::IncomingCall {
+                event: CallEvent::IncomingCall {
                     call_id,
                     from: caller.username.clone(),
                     media,
@@ -766,7 +757,7 @@ impl Registry {
             .filter_map(|m| {
                 m.target().map(|target| Delivery {
                     to: vec![target],
-                    frame: ServerFrame::CallAccepted {
+                    event: CallEvent::CallAccepted {
                         call_id: call_id.to_string(),
                         room: view.clone(),
                         peer_id: m.peer_id.clone(),
@@ -779,7 +770,7 @@ impl Registry {
                     user_id: who.user_id,
                     conn: who.conn,
                 }],
-                frame: ServerFrame::CallEnded {
+                event: CallEvent::CallEnded {
                     call_id: call_id.to_string(),
                     reason: CallEndReason::AnsweredElsewhere,
                 },
@@ -853,14 +844,14 @@ fn ended(
                 user_id: call.caller.user_id,
                 conn: call.caller.conn,
             }],
-            frame: ServerFrame::CallEnded {
+            event: CallEvent::CallEnded {
                 call_id: call_id.to_string(),
                 reason: to_caller,
             },
         },
         Delivery {
             to: vec![Target::User(call.callee_id)],
-            frame: ServerFrame::CallEnded {
+            event: CallEvent::CallEnded {
                 call_id: call_id.to_string(),
                 reason: to_callee,
             },
@@ -913,20 +904,20 @@ mod tests {
     fn held_seat_expires_unless_taken_back() {
         let mut registry = Registry::default();
         let (a, b) = (caller(1, 10), caller(2, 20));
-        registry.create(&a, "r", 6, None).expect("create");
-        registry.join(&b, "r", None).expect("join");
+        registry.create(&a, "r", 6).expect("create");
+        registry.join(&b, "r").expect("join");
         let (_, held) = registry.disconnected(20, true);
         let held = held.expect("seat held");
         // Taken back on a new connection: the old timer does nothing.
         registry
-            .rejoin(&caller(2, 21), "r", &held.peer_id, None)
+            .rejoin(&caller(2, 21), "r", &held.peer_id)
             .expect("rejoin");
         assert!(registry.expire(&held).is_empty());
         let (_, held) = registry.disconnected(21, true);
         let left = registry.expire(&held.expect("held again"));
         assert!(matches!(
-            left[0].frame,
-            ServerFrame::MemberLeft {
+            left[0].event,
+            CallEvent::MemberLeft {
                 reason: LeaveReason::Timeout,
                 ..
             }
@@ -937,10 +928,10 @@ mod tests {
     fn creator_role_passes_on_and_empty_rooms_close() {
         let mut registry = Registry::default();
         let (a, b) = (caller(1, 10), caller(2, 20));
-        registry.create(&a, "r", 6, None).expect("create");
-        registry.join(&b, "r", None).expect("join");
+        registry.create(&a, "r", 6).expect("create");
+        registry.join(&b, "r").expect("join");
         let out = registry.leave(&a).expect("leave");
-        let ServerFrame::MemberLeft { creator, .. } = &out[0].frame else {
+        let CallEvent::MemberLeft { creator, .. } = &out[0].event else {
             panic!("expected member_left");
         };
         assert_eq!(
@@ -948,12 +939,9 @@ mod tests {
             *creator
         );
         registry.leave(&b).expect("leave");
-        assert!(
-            registry.join(&caller(3, 30), "r", None).is_err(),
-            "room closed"
-        );
+        assert!(registry.join(&caller(3, 30), "r").is_err(), "room closed");
         registry
-            .create(&caller(3, 30), "r", 6, None)
+            .create(&caller(3, 30), "r", 6)
             .expect("name free again");
     }
 }
