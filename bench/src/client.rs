@@ -201,6 +201,49 @@ where
     }
 }
 
+/// A sender's answers: how many sends were acked, and the errors by code.
+pub type Answers = (u64, std::collections::BTreeMap<String, u64>);
+
+/// Reads a sender's `ack` and `error` frames until `done(answered so far)` says so, the
+/// connection closes or `deadline` passes.
+pub async fn read_answers<S>(
+    stream: &mut S,
+    deadline: Instant,
+    done: impl Fn(u64) -> bool,
+) -> Answers
+where
+    S: Stream<Item = std::result::Result<Message, tungstenite::Error>> + Unpin,
+{
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(rename = "type")]
+        kind: String,
+        code: Option<String>,
+    }
+    let mut errors = std::collections::BTreeMap::<String, u64>::new();
+    let mut acked = 0u64;
+    while !done(acked + errors.values().sum::<u64>()) {
+        let frame = match next_text(stream, deadline).await {
+            Next::Text(text) => text,
+            Next::Idle => continue,
+            Next::Closed => break,
+        };
+        let Ok(answer) = serde_json::from_str::<Answer>(frame.as_str()) else {
+            continue;
+        };
+        match answer.kind.as_str() {
+            "ack" => acked += 1,
+            "error" => {
+                *errors
+                    .entry(answer.code.unwrap_or_else(|| "unknown".into()))
+                    .or_insert(0) += 1;
+            }
+            _ => {}
+        }
+    }
+    (acked, errors)
+}
+
 pub fn text(value: &Value) -> Message {
     Message::text(value.to_string())
 }

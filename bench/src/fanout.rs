@@ -38,7 +38,6 @@ struct Incoming {
     #[serde(rename = "type")]
     kind: String,
     message: Option<Body>,
-    code: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -147,34 +146,12 @@ pub async fn run(servers: &[Server], args: Args) -> Result<Value> {
         let final_sent = final_sent.clone();
         let stored = args.stored;
         tokio::spawn(async move {
-            let mut errors = std::collections::BTreeMap::<String, u64>::new();
-            let mut acked = 0u64;
-            loop {
-                // Done once the sends are over and, for stored sends, each is answered.
+            // Done once the sends are over and, for stored sends, each is answered.
+            client::read_answers(&mut stream, drain_end, |answered| {
                 let sent = final_sent.load(Ordering::Acquire);
-                let answered = acked + errors.values().sum::<u64>();
-                if sent != u64::MAX && (!stored || answered >= sent) {
-                    break;
-                }
-                let frame = match client::next_text(&mut stream, drain_end).await {
-                    client::Next::Text(text) => text,
-                    client::Next::Idle => continue,
-                    client::Next::Closed => break,
-                };
-                let Ok(incoming) = serde_json::from_str::<Incoming>(frame.as_str()) else {
-                    continue;
-                };
-                match incoming.kind.as_str() {
-                    "ack" => acked += 1,
-                    "error" => {
-                        *errors
-                            .entry(incoming.code.unwrap_or_else(|| "unknown".into()))
-                            .or_insert(0) += 1;
-                    }
-                    _ => {}
-                }
-            }
-            (acked, errors)
+                sent != u64::MAX && (!stored || answered >= sent)
+            })
+            .await
         })
     };
     let mut sent = 0usize;

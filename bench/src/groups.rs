@@ -41,7 +41,6 @@ struct Incoming {
     #[serde(rename = "type")]
     kind: String,
     message: Option<Body>,
-    code: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -249,32 +248,11 @@ async fn send(
     let (mut sink, mut stream) = ws.split();
     let reader_group = group.clone();
     let reader = tokio::spawn(async move {
-        let mut errors = std::collections::BTreeMap::<String, u64>::new();
-        let mut acked = 0u64;
-        loop {
+        client::read_answers(&mut stream, drain_end, |answered| {
             let sent = reader_group.final_sent.load(Ordering::Acquire);
-            if sent != u64::MAX && acked + errors.values().sum::<u64>() >= sent {
-                break;
-            }
-            let frame = match client::next_text(&mut stream, drain_end).await {
-                client::Next::Text(text) => text,
-                client::Next::Idle => continue,
-                client::Next::Closed => break,
-            };
-            let Ok(incoming) = serde_json::from_str::<Incoming>(frame.as_str()) else {
-                continue;
-            };
-            match incoming.kind.as_str() {
-                "ack" => acked += 1,
-                "error" => {
-                    *errors
-                        .entry(incoming.code.unwrap_or_else(|| "unknown".into()))
-                        .or_insert(0) += 1;
-                }
-                _ => {}
-            }
-        }
-        (acked, errors)
+            sent != u64::MAX && answered >= sent
+        })
+        .await
     });
     let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
     let mut sent = 0u64;

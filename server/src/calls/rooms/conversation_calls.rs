@@ -389,13 +389,18 @@ fn gone() -> AppError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::caller;
     use super::*;
 
-    fn caller(user_id: i64, conn: u64) -> Caller {
-        Caller {
-            user_id,
-            username: format!("user{user_id}"),
-            conn,
+    /// A call of group 7 of members 1, 2 and 3, at most `max_peers` in it.
+    fn call_of_three(call_id: &str, max_peers: u32) -> NewGroupCall<'static> {
+        NewGroupCall {
+            call_id: call_id.into(),
+            conversation_id: 7,
+            members: &[1, 2, 3],
+            media: CallMedia::Audio,
+            max_peers,
+            now_ms: 0,
         }
     }
 
@@ -425,17 +430,7 @@ mod tests {
         let mut registry = Registry::default();
         start(&mut registry, &caller(1, 10), &[1, 2, 3]);
         let (_, deliveries, entry) = registry
-            .call_conversation(
-                &caller(2, 20),
-                NewGroupCall {
-                    call_id: "c2".into(),
-                    conversation_id: 7,
-                    members: &[1, 2, 3],
-                    media: CallMedia::Video,
-                    max_peers: 6,
-                    now_ms: 2_000,
-                },
-            )
+            .call_conversation(&caller(2, 20), call_of_three("c2", 6))
             .expect("join");
         assert_eq!(entry, Entry::Joined);
         // Bob's other devices stop ringing; Carol's still ring.
@@ -478,43 +473,13 @@ mod tests {
     fn a_full_call_refuses_one_more() {
         let mut registry = Registry::default();
         registry
-            .call_conversation(
-                &caller(1, 10),
-                NewGroupCall {
-                    call_id: "c1".into(),
-                    conversation_id: 7,
-                    members: &[1, 2, 3],
-                    media: CallMedia::Audio,
-                    max_peers: 2,
-                    now_ms: 0,
-                },
-            )
+            .call_conversation(&caller(1, 10), call_of_three("c1", 2))
             .expect("start");
         registry
-            .call_conversation(
-                &caller(2, 20),
-                NewGroupCall {
-                    call_id: "c1".into(),
-                    conversation_id: 7,
-                    members: &[1, 2, 3],
-                    media: CallMedia::Audio,
-                    max_peers: 2,
-                    now_ms: 0,
-                },
-            )
+            .call_conversation(&caller(2, 20), call_of_three("c1", 2))
             .expect("join");
         let full = registry
-            .call_conversation(
-                &caller(3, 30),
-                NewGroupCall {
-                    call_id: "c1".into(),
-                    conversation_id: 7,
-                    members: &[1, 2, 3],
-                    media: CallMedia::Audio,
-                    max_peers: 2,
-                    now_ms: 0,
-                },
-            )
+            .call_conversation(&caller(3, 30), call_of_three("c1", 2))
             .expect_err("full");
         assert_eq!(full.code(), ErrorCode::RoomFull);
     }

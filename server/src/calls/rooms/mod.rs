@@ -863,7 +863,7 @@ fn ended(
 mod tests {
     use super::*;
 
-    fn caller(user_id: i64, conn: ConnId) -> Caller {
+    pub(super) fn caller(user_id: i64, conn: ConnId) -> Caller {
         Caller {
             user_id,
             username: format!("user{user_id}"),
