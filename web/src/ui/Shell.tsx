@@ -6,7 +6,7 @@ import { useStore } from '../state/store';
 import { toast } from '../state/toasts';
 import { CallOverlays, CallView, RoomsView } from './Call';
 import { ChatView } from './Chat';
-import { PeoplePicker, pickedNames, useUserSearch } from './people';
+import { PeopleFound, PeoplePicker, pickedNames, useUserSearch } from './people';
 import { Avatar, Icon, shortTime } from './util';
 
 type Route = { kind: 'home' } | { kind: 'chat'; peer: string } | { kind: 'rooms' } | { kind: 'settings' };
@@ -217,30 +217,17 @@ function UserSearch({ http, me, onPick }: { http: Http; me: string; onPick: (u: 
           }}
         />
       </label>
-      {results.length > 0 && (
-        <ul class="search-results" role="listbox" aria-label="Search results">
-          {results.map((u) => (
-            <li key={u.id}>
-              <button
-                class="search-result"
-                role="option"
-                aria-label={`Chat with ${u.display_name} (@${u.username})`}
-                data-testid="search-result"
-                data-user={u.username}
-                onClick={() => {
-                  onPick(u);
-                  setQ('');
-                }}
-              >
-                <Avatar name={u.display_name} size={32} />
-                <span>
-                  {u.display_name} <span class="muted small">@{u.username}</span>
-                </span>
-              </button>
-            </li>
-          ))}
-        </ul>
-      )}
+      <PeopleFound
+        people={results}
+        action="Chat with"
+        label="Search results"
+        class="search-results"
+        testId="search-result"
+        onChoose={(u) => {
+          onPick(u);
+          setQ('');
+        }}
+      />
     </div>
   );
 }

@@ -30,6 +30,39 @@ export function useUserSearch(http: Http, me: string, q: string, exclude: readon
   return results;
 }
 
+/** A list of people found, each a button: `action` says what choosing one does ("Chat with"). */
+export function PeopleFound({
+  people,
+  action,
+  label,
+  class: className,
+  testId,
+  onChoose,
+}: {
+  people: UserView[];
+  action: string;
+  label: string;
+  class: string;
+  testId: string;
+  onChoose: (u: UserView) => void;
+}) {
+  if (people.length === 0) return null;
+  return (
+    <ul class={className} role="listbox" aria-label={label}>
+      {people.map((u) => (
+        <li key={u.id}>
+          <button type="button" class="search-result" role="option" aria-label={`${action} ${u.display_name} (@${u.username})`} data-testid={testId} data-user={u.username} onClick={() => onChoose(u)}>
+            <Avatar name={u.display_name} size={32} />
+            <span>
+              {u.display_name} <span class="muted small">@{u.username}</span>
+            </span>
+          </button>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
 /** The names a picker holds: those picked from the search, then any typed and not picked. */
 export function pickedNames(picked: readonly UserView[], typed: string): string[] {
   const names = picked.map((u) => u.username);
@@ -93,20 +126,7 @@ export function PeoplePicker({
           if (e.key === 'Backspace' && !typed && picked.length) onPicked(picked.slice(0, -1));
         }}
       />
-      {results.length > 0 && (
-        <ul class="pick-results" role="listbox" aria-label="People found">
-          {results.map((u) => (
-            <li key={u.id}>
-              <button type="button" class="search-result" role="option" aria-label={`Add ${u.display_name} (@${u.username})`} data-testid="pick-result" data-user={u.username} onClick={() => pick(u)}>
-                <Avatar name={u.display_name} size={28} />
-                <span>
-                  {u.display_name} <span class="muted small">@{u.username}</span>
-                </span>
-              </button>
-            </li>
-          ))}
-        </ul>
-      )}
+      <PeopleFound people={results} action="Add" label="People found" class="pick-results" testId="pick-result" onChoose={pick} />
     </div>
   );
 }
