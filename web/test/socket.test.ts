@@ -122,6 +122,20 @@ describe('Socket', () => {
     s.stop();
   });
 
+  it('resumes after the read events it saw too (a read without seq moves nothing)', async () => {
+    const s = make();
+    s.start();
+    await flush();
+    last().hello();
+    last().receive({ type: 'read_receipt', conversation_id: 1, by: 'bob', up_to: 40, seq: 42 });
+    expect(s.lastId).toBe(42);
+    last().receive({ type: 'read_state', conversation_id: 1, up_to: 40, unread: 0 });
+    expect(s.lastId).toBe(42);
+    last().receive({ type: 'read_state', conversation_id: 1, up_to: 43, unread: 0, seq: 44 });
+    expect(s.lastId).toBe(44);
+    s.stop();
+  });
+
   it('backs off exponentially with jitter, capped, and resets after a hello', async () => {
     const s = make(() => 1);
     expect([0, 1, 2, 3, 4, 5].map((n) => s.backoffDelay(n))).toEqual([100, 200, 400, 800, 1000, 1000]);

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::chat::MessageView;
+use crate::chat::{MessageKind, MessageView};
 use crate::ws::FrameText;
 use crate::ws::hub::ConnId;
 use crate::ws::protocol::ServerFrame;
@@ -27,20 +27,37 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
-    /// The entry of a stored event, its `message` frame serialised here, once.
+    /// The entries of a stored event, each frame serialised here, once: one `message` to every
+    /// recipient, or for a read, the reader's `read_state` and (in a direct conversation) the
+    /// other member's `read_receipt` as two entries of the same id.
     pub fn of_event(
         message: MessageView,
         sender_id: i64,
         recipients: Arc<[i64]>,
         except: ConnId,
-    ) -> Self {
-        Self {
-            id: message.id,
+    ) -> Vec<Self> {
+        let id = message.id;
+        let entry = |recipients: Arc<[i64]>, for_reader: bool, message: MessageView| Self {
+            id,
             sender_id,
             recipients,
             except,
-            frame: ServerFrame::Message { message }.to_text(),
+            frame: ServerFrame::of_event(message, for_reader).to_text(),
+        };
+        if !message.kind.is_read() {
+            return vec![entry(recipients, false, message)];
         }
+        // A read in a group is the reader's own business.
+        let others: Vec<i64> = recipients
+            .iter()
+            .copied()
+            .filter(|&r| r != sender_id && message.kind == MessageKind::Read)
+            .collect();
+        let mut entries = vec![entry(Arc::from([sender_id]), true, message.clone())];
+        if !others.is_empty() {
+            entries.push(entry(Arc::from(others), false, message));
+        }
+        entries
     }
 }
 

@@ -62,6 +62,15 @@ pub enum MessageKind {
     CallStarted,
     /// The group's call (`call`, with its duration) ended: its last member left.
     CallEnded,
+    /// `from` read a direct conversation up to a point: never a `message`, it reaches clients as
+    /// `read_receipt` (the other member) and `read_state` (the reader's own connections).
+    #[serde(skip)]
+    #[ts(skip)]
+    Read,
+    /// `from` read a group up to a point: a `read_state` for the reader's own connections only.
+    #[serde(skip)]
+    #[ts(skip)]
+    ReadOwn,
 }
 
 impl MessageKind {
@@ -77,6 +86,8 @@ impl MessageKind {
             Self::TitleChanged => "title_changed",
             Self::CallStarted => "call_started",
             Self::CallEnded => "call_ended",
+            Self::Read => "read",
+            Self::ReadOwn => "read_own",
         }
     }
 
@@ -91,6 +102,8 @@ impl MessageKind {
             "title_changed" => Self::TitleChanged,
             "call_started" => Self::CallStarted,
             "call_ended" => Self::CallEnded,
+            "read" => Self::Read,
+            "read_own" => Self::ReadOwn,
             _ => Self::Text,
         }
     }
@@ -99,8 +112,18 @@ impl MessageKind {
     pub fn is_change(self) -> bool {
         !matches!(
             self,
-            Self::Text | Self::MissedCall | Self::CallStarted | Self::CallEnded
+            Self::Text
+                | Self::MissedCall
+                | Self::CallStarted
+                | Self::CallEnded
+                | Self::Read
+                | Self::ReadOwn
         )
+    }
+
+    /// A member's read position moved.
+    pub fn is_read(self) -> bool {
+        matches!(self, Self::Read | Self::ReadOwn)
     }
 
     fn is_call(self) -> bool {
@@ -117,6 +140,14 @@ pub struct CallSummary {
     #[ts(optional)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_secs: Option<u64>,
+}
+
+/// Where a read moved the reader's position, and what was left unread after it (stored as a read
+/// event's body).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadMark {
+    pub up_to: i64,
+    pub unread: i64,
 }
 
 impl CallSummary {
@@ -185,14 +216,24 @@ pub struct MessageView {
     #[ts(optional)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call: Option<CallSummary>,
+    /// A read event's mark (never serialised: such an event becomes a read frame).
+    #[ts(skip)]
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub read: Option<ReadMark>,
 }
 
 impl MessageView {
     /// `to`: the other user of a direct conversation. `name` gives a user's name by id.
     pub fn from_row(row: &EventRow, to: Option<i64>, name: impl Fn(i64) -> String) -> Self {
         let kind = MessageKind::parse(&row.kind);
+        let read = kind
+            .is_read()
+            .then(|| serde_json::from_str::<ReadMark>(&row.body).unwrap_or_default());
         let (body, details, call) = if kind.is_change() {
             (String::new(), ChangeDetails::parse(&row.body), None)
+        } else if kind.is_read() {
+            (String::new(), ChangeDetails::default(), None)
         } else if kind.is_call() {
             let call = serde_json::from_str::<CallSummary>(&row.body).ok();
             (String::new(), ChangeDetails::default(), call)
@@ -213,6 +254,7 @@ impl MessageView {
             role: details.role,
             title: details.title,
             call,
+            read,
         }
     }
 

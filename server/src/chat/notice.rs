@@ -5,13 +5,8 @@ use super::{PresenceStatus, ReadState};
 
 #[derive(Debug, Clone)]
 pub enum Notice {
-    /// `by` read a direct conversation up to `up_to` (to the other user).
-    ReadReceipt {
-        conversation_id: i64,
-        by: String,
-        up_to: i64,
-    },
-    /// The user's own read position moved (to each of their connections).
+    /// The user's read position, unchanged by a read (to each of their connections; a read that
+    /// moves it is an event of the log instead).
     ReadState(ReadState),
     /// `from` is typing in the conversation.
     Typing { conversation_id: i64, from: String },

@@ -492,7 +492,7 @@ impl LogSource for StoredLog {
                 .iter()
                 .zip(views(directory, conn, &rows)?)
                 .zip(recipients(conn, &rows)?)
-                .map(|((row, message), recipients)| {
+                .flat_map(|((row, message), recipients)| {
                     LogEntry::of_event(message, row.sender_id, recipients.into(), 0)
                 })
                 .collect();

@@ -427,7 +427,7 @@ fn deliver(shared: &Shared, ready: Released<Release>) {
     for release in ready.items {
         if let (Some(to), Ok(stored)) = (&release.log, &release.outcome) {
             cluster_prev = cluster_prev.or(Some(to.prev));
-            entries.push(LogEntry::of_event(
+            entries.extend(LogEntry::of_event(
                 stored.message.clone(),
                 to.sender_id,
                 to.recipients.clone(),
@@ -656,6 +656,9 @@ fn finish(
                 .clone(),
         };
         let view = MessageView::from_row(&row, pending.peer, name);
+        if let Some(mark) = view.read.filter(|_| created) {
+            conversations::advance_read(conn, row.conversation_id, row.sender_id, mark.up_to)?;
+        }
         finished.push(StoredRow {
             row,
             created,

@@ -2,7 +2,7 @@
 //! client resumes with one number. A message is the event that created it (its id is its seq).
 //! Every list here is in seq order.
 
-use diesel::dsl::{count_star, max};
+use diesel::dsl::{count_star, max, not};
 use diesel::prelude::*;
 use time::PrimitiveDateTime;
 
@@ -195,6 +195,11 @@ macro_rules! visible_to {
                     .is_null()
                     .or(members::left_seq.ge(events::seq.nullable())),
             )
+            .filter(
+                events::kind
+                    .ne($crate::db::events::READ_OWN)
+                    .or(events::sender_id.eq($user_id)),
+            )
     };
 }
 
@@ -262,6 +267,7 @@ pub fn page(
     let query = events::table
         .filter(events::conversation_id.eq(conversation_id))
         .filter(events::seq.le(upto))
+        .filter(not(events::kind.eq_any(READ_KINDS)))
         .select(EventRow::as_select())
         .limit(limit)
         .into_boxed();
@@ -289,6 +295,7 @@ pub fn newest_per_conversation(
     let newest: Vec<(i64, Option<i64>)> = events::table
         .filter(events::conversation_id.eq_any(conversation_ids))
         .filter(events::seq.le(upto))
+        .filter(not(events::kind.eq_any(READ_KINDS)))
         .group_by(events::conversation_id)
         .select((events::conversation_id, max(events::seq)))
         .load(conn)?;
@@ -307,6 +314,12 @@ pub fn find_many(conn: &mut DbConnection, seqs: &[i64]) -> QueryResult<Vec<Event
 
 /// The kinds of events users write (and missed calls): what unread counts count.
 pub const MESSAGE_KINDS: &[&str] = &["text", "missed_call"];
+/// A member's read position moved: in a direct conversation (`read`, both members learn it) or in
+/// a group (`read_own`, only the reader's own connections do). Not part of a conversation's
+/// history, its newest event or its unread count.
+pub const READ_KINDS: &[&str] = &["read", "read_own"];
+/// Of the read kinds, the one only its sender sees.
+pub const READ_OWN: &str = "read_own";
 
 /// Messages of the conversation newer than `last_read` that `user_id` did not send.
 pub fn unread_count(
@@ -324,10 +337,11 @@ pub fn unread_count(
         .first(conn)
 }
 
-/// The newest seq of the conversation, if it has any event.
+/// The newest seq of the conversation, if it has any event (read marks aside).
 pub fn newest_in(conn: &mut DbConnection, conversation_id: i64) -> QueryResult<Option<i64>> {
     events::table
         .filter(events::conversation_id.eq(conversation_id))
+        .filter(not(events::kind.eq_any(READ_KINDS)))
         .select(max(events::seq))
         .first(conn)
 }

@@ -190,6 +190,8 @@ pub enum ServerFrame {
         conversation_id: i64,
         by: String,
         up_to: i64,
+        /// The read's event in the log: resume after the highest `seq` or message id seen.
+        seq: i64,
     },
     /// This user's read position in a conversation changed (on any of their connections).
     ReadState {
@@ -200,6 +202,10 @@ pub enum ServerFrame {
         peer: Option<String>,
         up_to: i64,
         unread: i64,
+        /// The read's event in the log; absent when the read moved nothing (it is not logged).
+        #[ts(optional)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<i64>,
     },
     /// `from` is typing in the conversation.
     Typing {
@@ -423,23 +429,39 @@ impl ServerFrame {
         }
     }
 
+    /// The frame a user gets for a stored event: its `message`, or for a read, the reader's own
+    /// `read_state` (`for_reader`) or the other member's `read_receipt`.
+    pub fn of_event(message: MessageView, for_reader: bool) -> Self {
+        let Some(mark) = message.read.filter(|_| message.kind.is_read()) else {
+            return Self::Message { message };
+        };
+        if for_reader {
+            Self::ReadState {
+                conversation_id: message.conversation_id,
+                peer: message.to,
+                up_to: mark.up_to,
+                unread: mark.unread,
+                seq: Some(message.id),
+            }
+        } else {
+            Self::ReadReceipt {
+                conversation_id: message.conversation_id,
+                by: message.from,
+                up_to: mark.up_to,
+                seq: message.id,
+            }
+        }
+    }
+
     /// The frame of one of chat's notices.
     pub fn from_notice(notice: &Notice) -> Self {
         match notice.clone() {
-            Notice::ReadReceipt {
-                conversation_id,
-                by,
-                up_to,
-            } => Self::ReadReceipt {
-                conversation_id,
-                by,
-                up_to,
-            },
             Notice::ReadState(state) => Self::ReadState {
                 conversation_id: state.conversation_id,
                 peer: state.peer,
                 up_to: state.up_to,
                 unread: state.unread,
+                seq: None,
             },
             Notice::Typing {
                 conversation_id,

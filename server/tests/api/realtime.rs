@@ -15,6 +15,7 @@ on_every_backend!(
     history_conversations_and_receipts,
     nobody_reads_another_pairs_conversation,
     presence_follows_connections,
+    read_positions_are_events_a_resume_delivers,
 );
 
 /// Ids of the messages in a history reply.
@@ -741,4 +742,134 @@ async fn a_client_that_stops_reading_is_dropped_without_slowing_others() {
         history.body["messages"][0]["client_msg_id"],
         format!("s{}", total - 1)
     );
+}
+
+/// Reads up to `up_to` over REST as `who`.
+async fn read_up_to(
+    app: &TestApp,
+    who: &crate::helpers::Session,
+    conversation: i64,
+    up_to: i64,
+) -> Value {
+    let read = app
+        .request(
+            Method::POST,
+            &format!("/api/conversations/{conversation}/read"),
+            Some(&who.access),
+            Some(json!({"up_to": up_to})),
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
+    read.body
+}
+
+/// A read that moves a position is an event of the log: a direct peer and the reader's other
+/// devices that were offline learn it when they resume, once, in order; a group member's read
+/// reaches only their own devices; it is not history, not a conversation's newest event.
+async fn read_positions_are_events_a_resume_delivers(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let mut a = app.connect(&alice, None).await;
+    let first = a.send_message("bob", "one", "m1").await["message"]["id"]
+        .as_i64()
+        .expect("id");
+    let second = a.send_message("bob", "two", "m2").await["message"]["id"]
+        .as_i64()
+        .expect("id");
+    let conversation = app.direct_id(&alice, "bob").await;
+    a.close().await;
+
+    // Bob reads on his laptop while Alice and his phone are offline.
+    let read = read_up_to(&app, &bob, conversation, second).await;
+    assert_eq!(
+        (read["up_to"].as_i64(), read["unread"].as_i64()),
+        (Some(second), Some(0))
+    );
+    // Alice resumes after her last message: the receipt comes, with its place in the log.
+    let mut a = app.connect(&alice, Some(second)).await;
+    let receipt = a.recv_type("read_receipt").await;
+    assert_eq!(
+        (&receipt["by"], &receipt["up_to"]),
+        (&json!("bob"), &json!(second))
+    );
+    let seq = receipt["seq"].as_i64().expect("seq");
+    assert!(seq > second, "{receipt}");
+    let end = a.recv_type("replay_end").await;
+    assert_eq!(
+        (end["last_id"].as_i64(), end["replayed"].as_i64()),
+        (Some(seq), Some(1))
+    );
+    // Bob's phone resumes from before the read: its own read state arrives.
+    let mut phone = app.connect(&bob, Some(first)).await;
+    let mut kinds = Vec::new();
+    loop {
+        let frame = phone.recv().await;
+        match frame["type"].as_str() {
+            Some("replay_end") => break,
+            Some("message") => kinds.push(format!("message {}", frame["message"]["id"])),
+            Some("read_state") => {
+                assert_eq!(
+                    (&frame["up_to"], &frame["unread"], &frame["peer"]),
+                    (&json!(second), &json!(0), &json!("alice"))
+                );
+                kinds.push(format!("read_state {}", frame["seq"]));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        kinds,
+        [format!("message {second}"), format!("read_state {seq}")]
+    );
+    // Resuming after it brings nothing again; reading the same again logs nothing.
+    let mut again = app.connect(&alice, Some(seq)).await;
+    assert_eq!(again.recv_type("replay_end").await["replayed"], 0);
+    let same = read_up_to(&app, &bob, conversation, second).await;
+    assert_eq!(same["up_to"], second);
+    a.assert_quiet().await;
+    // Not history, not the newest event.
+    let history = app
+        .get(
+            &format!("/api/conversations/{conversation}/messages"),
+            &alice.access,
+        )
+        .await;
+    assert_eq!(history_ids(&history), [first, second]);
+    let list = app.get("/api/conversations", &alice.access).await;
+    assert_eq!(list.body["conversations"][0]["last_message"]["id"], second);
+    assert_eq!(list.body["conversations"][0]["peer_last_read_id"], second);
+
+    // In a group, a read reaches the reader's own devices only.
+    let created = app
+        .request(
+            Method::POST,
+            "/api/conversations",
+            Some(&carol.access),
+            Some(json!({"title": "Trio", "members": ["alice", "bob"]})),
+        )
+        .await;
+    let group = created.body["id"].as_i64().expect("group");
+    let mut c = app.connect(&carol, None).await;
+    c.send(json!({"type": "send", "id": "g1", "conversation_id": group, "body": "hi", "client_msg_id": "g1"}))
+        .await;
+    let posted = c.recv_type("ack").await["message"]["id"]
+        .as_i64()
+        .expect("id");
+    drop(again);
+    let read = read_up_to(&app, &alice, group, posted).await;
+    assert_eq!(read["up_to"], posted);
+    let mut a2 = app.connect(&alice, Some(posted)).await;
+    let state = a2.recv_type("read_state").await;
+    assert_eq!(
+        (&state["conversation_id"], &state["up_to"]),
+        (&json!(group), &json!(posted))
+    );
+    let mut c2 = app.connect(&carol, Some(posted)).await;
+    assert_eq!(
+        c2.recv_type("replay_end").await["replayed"],
+        0,
+        "carol learns nothing of it"
+    );
+    c.assert_quiet().await;
 }

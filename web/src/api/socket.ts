@@ -267,6 +267,13 @@ export class Socket {
       case 'message':
         this.advanceCursor(frame.message.id);
         break;
+      case 'read_receipt':
+        this.advanceCursor(frame.seq);
+        break;
+      case 'read_state':
+        // A read that moved a position is an event of the log; one that moved nothing has no seq.
+        if (frame.seq !== undefined) this.advanceCursor(frame.seq);
+        break;
       case 'replay_end':
         this.advanceCursor(frame.last_id);
         break;

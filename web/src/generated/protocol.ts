@@ -11,11 +11,19 @@ export type ServerFrame = { "type": "hello", user: HelloUser, connection_id: str
 /**
  * The newest message id replayed, or the cursor itself when there was nothing.
  */
-last_id: number, replayed: number, } | { "type": "resync_required", newest_id: number, } | { "type": "read_receipt", conversation_id: number, by: string, up_to: number, } | { "type": "read_state", conversation_id: number, 
+last_id: number, replayed: number, } | { "type": "resync_required", newest_id: number, } | { "type": "read_receipt", conversation_id: number, by: string, up_to: number, 
+/**
+ * The read's event in the log: resume after the highest `seq` or message id seen.
+ */
+seq: number, } | { "type": "read_state", conversation_id: number, 
 /**
  * In a direct conversation: the other user.
  */
-peer?: string, up_to: number, unread: number, } | { "type": "typing", conversation_id: number, from: string, } | { "type": "presence", user: string, status: PresenceStatus, last_seen?: string, } | { "type": "ok", id?: string, } | { "type": "pong", id?: string, } | { "type": "room_created", id?: string, room: RoomView, peer_id: string, } | { "type": "room_joined", id?: string, room: RoomView, peer_id: string, } | { "type": "member_joined", room: string, member: MemberView, } | { "type": "member_left", room: string, peer_id: string, username: string, reason: LeaveReason, creator: string, } | { "type": "member_disconnected", room: string, peer_id: string, } | { "type": "member_reconnected", room: string, peer_id: string, } | { "type": "room_ended", room: string, by: string, } | { "type": "session_started", room: string, peers: Array<MemberView>, } | { "type": "signal", from: string, from_user: string, kind: SignalKind, payload: unknown, } | { "type": "peer_state", room: string, peer_id: string, username: string, muted: boolean, camera: boolean, screen: boolean, } | { "type": "incoming_call", call_id: string, from: string, media: CallMedia, 
+peer?: string, up_to: number, unread: number, 
+/**
+ * The read's event in the log; absent when the read moved nothing (it is not logged).
+ */
+seq?: number, } | { "type": "typing", conversation_id: number, from: string, } | { "type": "presence", user: string, status: PresenceStatus, last_seen?: string, } | { "type": "ok", id?: string, } | { "type": "pong", id?: string, } | { "type": "room_created", id?: string, room: RoomView, peer_id: string, } | { "type": "room_joined", id?: string, room: RoomView, peer_id: string, } | { "type": "member_joined", room: string, member: MemberView, } | { "type": "member_left", room: string, peer_id: string, username: string, reason: LeaveReason, creator: string, } | { "type": "member_disconnected", room: string, peer_id: string, } | { "type": "member_reconnected", room: string, peer_id: string, } | { "type": "room_ended", room: string, by: string, } | { "type": "session_started", room: string, peers: Array<MemberView>, } | { "type": "signal", from: string, from_user: string, kind: SignalKind, payload: unknown, } | { "type": "peer_state", room: string, peer_id: string, username: string, muted: boolean, camera: boolean, screen: boolean, } | { "type": "incoming_call", call_id: string, from: string, media: CallMedia, 
 /**
  * The group being called (absent for a direct call).
  */

@@ -529,7 +529,8 @@ impl Connection {
                     for message in page {
                         last_id = message.id;
                         replayed += 1;
-                        self.send(&ServerFrame::Message { message }).await?;
+                        let mine = message.from == self.registration.identity.username;
+                        self.send(&ServerFrame::of_event(message, mine)).await?;
                     }
                 }
                 self.send(&ServerFrame::ReplayEnd { last_id, replayed })
