@@ -9,6 +9,7 @@ pub mod log;
 pub mod redis;
 pub mod sequencer;
 
+use crate::calls::CallEvent;
 use crate::chat::Notice;
 use crate::ws::hub::{Hub, Outbound};
 use crate::ws::protocol::ServerFrame;
@@ -17,6 +18,17 @@ use crate::ws::protocol::ServerFrame;
 pub use crate::ws::hub::ConnId;
 
 pub use self::redis::RedisBus;
+
+/// Who a frame goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// One connection of the user, wherever it is.
+    Conn { user_id: i64, conn: ConnId },
+    /// Every connection of the user.
+    User(i64),
+    /// Every connection of the user but one.
+    UserExcept { user_id: i64, conn: ConnId },
+}
 
 #[derive(Clone)]
 pub struct Bus {
@@ -57,6 +69,18 @@ impl Bus {
         let out = Outbound::Frame(ServerFrame::from_notice(notice).to_text());
         for user_id in users {
             self.to_user(user_id, &out, None);
+        }
+    }
+
+    /// Serialises a call event once, as its frame, and delivers it to each address.
+    pub fn send_call(&self, event: CallEvent, to: &[Address]) {
+        let out = Outbound::Frame(ServerFrame::from_call(event, None).to_text());
+        for address in to {
+            match *address {
+                Address::Conn { user_id, conn } => self.to_conn(user_id, conn, &out),
+                Address::User(user_id) => self.to_user(user_id, &out, None),
+                Address::UserExcept { user_id, conn } => self.to_user(user_id, &out, Some(conn)),
+            }
         }
     }
 

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use super::CallEvent;
 use crate::auth::tokens::random_token;
 use crate::bus::Bus;
+use crate::bus::ConnId;
 use crate::chat::{ActiveCall, CallAudience, CallSummary, Chat, Identity, MessageKind, Target};
 use crate::error::{AppError, ErrorCode};
-use crate::ws::hub::{ConnId, Outbound};
-use crate::ws::protocol::ServerFrame;
 
-use super::rooms::{self, Caller, Delivery, EndedCall, Entry, HeldSeat, NewGroupCall, Registry};
+use super::rooms::{Caller, Delivery, EndedCall, Entry, HeldSeat, NewGroupCall, Registry};
 use super::{CallMedia, RoomView, SignalKind};
 
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +139,7 @@ impl Calls {
         summary: CallSummary,
     ) {
         let chat = self.chat.clone();
-        actix_web::rt::spawn(async move {
+        tokio::task::spawn_local(async move {
             let starter = Identity {
                 user_id: starter_id,
                 username: starter_name,
@@ -166,57 +165,44 @@ impl Calls {
         }
     }
 
-    /// Serialises each event once, as its frame, and delivers it.
     fn deliver(&self, deliveries: Vec<Delivery>) {
         for delivery in deliveries {
-            let out = Outbound::Frame(ServerFrame::from_call(delivery.event, None).to_text());
-            for target in delivery.to {
-                match target {
-                    rooms::Target::Conn { user_id, conn } => self.bus.to_conn(user_id, conn, &out),
-                    rooms::Target::User(user_id) => self.bus.to_user(user_id, &out, None),
-                    rooms::Target::UserExcept { user_id, conn } => {
-                        self.bus.to_user(user_id, &out, Some(conn));
-                    }
-                }
-            }
+            self.bus.send_call(delivery.event, &delivery.to);
         }
     }
 
     /// Runs a registry operation that answers the caller (to request `id`) and tells others.
     async fn answer(
         &self,
-        id: Option<String>,
         op: impl FnOnce(&mut Registry) -> Result<(CallEvent, Vec<Delivery>), AppError>,
-    ) -> Result<ServerFrame, AppError> {
+    ) -> Result<Option<CallEvent>, AppError> {
         let (reply, deliveries) = self.with_registry(op).await??;
         self.deliver(deliveries);
-        Ok(ServerFrame::from_call(reply, id))
+        Ok(Some(reply))
     }
 
     /// Runs a registry operation that only tells others; the caller gets `ok`.
     async fn tell(
         &self,
-        id: Option<String>,
         op: impl FnOnce(&mut Registry) -> Result<Vec<Delivery>, AppError>,
-    ) -> Result<ServerFrame, AppError> {
+    ) -> Result<Option<CallEvent>, AppError> {
         let deliveries = self.with_registry(op).await??;
         self.deliver(deliveries);
-        Ok(ServerFrame::Ok { id })
+        Ok(None)
     }
 
     pub async fn create_room(
         &self,
         who: &Caller,
         name: &str,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
+    ) -> Result<Option<CallEvent>, AppError> {
         let per_minute = self.limits.rooms_per_minute;
         if !quota_left(&mut self.quotas().rooms, who.user_id, per_minute) {
             return Err(rate_limited("rooms created"));
         }
         let max_peers = self.limits.max_peers;
         let reply = self
-            .answer(id, |registry| registry.create(who, name, max_peers))
+            .answer(|registry| registry.create(who, name, max_peers))
             .await?;
         self.quotas()
             .rooms
@@ -226,13 +212,8 @@ impl Calls {
         Ok(reply)
     }
 
-    pub async fn join_room(
-        &self,
-        who: &Caller,
-        name: &str,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
-        self.answer(id, |registry| registry.join(who, name)).await
+    pub async fn join_room(&self, who: &Caller, name: &str) -> Result<Option<CallEvent>, AppError> {
+        self.answer(|registry| registry.join(who, name)).await
     }
 
     pub async fn rejoin_room(
@@ -240,46 +221,30 @@ impl Calls {
         who: &Caller,
         name: &str,
         peer_id: &str,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
-        self.answer(id, |registry| registry.rejoin(who, name, peer_id))
+    ) -> Result<Option<CallEvent>, AppError> {
+        self.answer(|registry| registry.rejoin(who, name, peer_id))
             .await
     }
 
-    pub async fn leave_room(
-        &self,
-        who: &Caller,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
-        self.tell(id, |registry| registry.leave(who)).await
+    pub async fn leave_room(&self, who: &Caller) -> Result<Option<CallEvent>, AppError> {
+        self.tell(|registry| registry.leave(who)).await
     }
 
-    pub async fn end_room(
-        &self,
-        who: &Caller,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
-        self.tell(id, |registry| registry.end(who)).await
+    pub async fn end_room(&self, who: &Caller) -> Result<Option<CallEvent>, AppError> {
+        self.tell(|registry| registry.end(who)).await
     }
 
-    pub async fn start_session(
-        &self,
-        who: &Caller,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
-        self.tell(id, |registry| registry.start_session(who)).await
+    pub async fn start_session(&self, who: &Caller) -> Result<Option<CallEvent>, AppError> {
+        self.tell(|registry| registry.start_session(who)).await
     }
 
     pub async fn peer_state(
         &self,
         who: &Caller,
         (muted, camera, screen): (bool, bool, bool),
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
-        self.tell(id, |registry| {
-            Ok(vec![registry.peer_state(who, muted, camera, screen)?])
-        })
-        .await
+    ) -> Result<Option<CallEvent>, AppError> {
+        self.tell(|registry| Ok(vec![registry.peer_state(who, muted, camera, screen)?]))
+            .await
     }
 
     /// Relays a signal. Nothing is echoed on success: signaling is high-rate and fire-and-forget.
@@ -318,16 +283,14 @@ impl Calls {
         who: &Caller,
         target: Target<'_>,
         media: CallMedia,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
+    ) -> Result<Option<CallEvent>, AppError> {
         match target {
             Target::User(to) => {
                 let (callee_id, callee_name) = self.chat.resolve_user(to).await?;
-                self.ring(who, callee_id, callee_name, media, id).await
+                self.ring(who, callee_id, callee_name, media).await
             }
             Target::Conversation(conversation_id) => {
-                self.call_conversation(who, conversation_id, media, id)
-                    .await
+                self.call_conversation(who, conversation_id, media).await
             }
         }
     }
@@ -340,15 +303,14 @@ impl Calls {
         who: &Caller,
         conversation_id: i64,
         media: CallMedia,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
+    ) -> Result<Option<CallEvent>, AppError> {
         let members = match self
             .chat
             .call_audience(&who.identity(), conversation_id)
             .await?
         {
             CallAudience::Direct { peer_id, peer_name } => {
-                return self.ring(who, peer_id, peer_name, media, id).await;
+                return self.ring(who, peer_id, peer_name, media).await;
             }
             CallAudience::Group { members } => members,
         };
@@ -373,7 +335,7 @@ impl Calls {
                 registry.call_conversation(who, call)
             })
             .await??;
-        let reply = ServerFrame::from_call(reply, id);
+        let reply = Some(reply);
         self.deliver(deliveries);
         if entry == Entry::Started {
             self.quotas()
@@ -395,8 +357,8 @@ impl Calls {
             );
             let this = self.clone();
             let timeout = self.limits.ring_timeout;
-            actix_web::rt::spawn(async move {
-                actix_web::rt::time::sleep(timeout).await;
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(timeout).await;
                 if let Ok(deliveries) = this
                     .with_registry(|registry| registry.conversation_ring_timeout(&call_id))
                     .await
@@ -436,8 +398,7 @@ impl Calls {
         callee_id: i64,
         callee_name: String,
         media: CallMedia,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
+    ) -> Result<Option<CallEvent>, AppError> {
         if callee_id == who.user_id {
             return Err(AppError::validation(vec![crate::error::FieldError {
                 field: "to",
@@ -452,9 +413,7 @@ impl Calls {
         let call_id = random_token(12);
         let ring_id = call_id.clone();
         let reply = self
-            .answer(id, |registry| {
-                registry.ring(ring_id, who, callee_id, callee_name, media)
-            })
+            .answer(|registry| registry.ring(ring_id, who, callee_id, callee_name, media))
             .await?;
         self.quotas()
             .calls
@@ -463,8 +422,8 @@ impl Calls {
             .push_back(Instant::now());
         let this = self.clone();
         let timeout = self.limits.ring_timeout;
-        actix_web::rt::spawn(async move {
-            actix_web::rt::time::sleep(timeout).await;
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(timeout).await;
             let expired = this
                 .with_registry(|registry| registry.ring_timeout(&call_id))
                 .await;
@@ -505,24 +464,21 @@ impl Calls {
         &self,
         who: &Caller,
         call_id: &str,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
-        self.tell(id, |registry| registry.decline(call_id, who))
-            .await
+    ) -> Result<Option<CallEvent>, AppError> {
+        self.tell(|registry| registry.decline(call_id, who)).await
     }
 
     pub async fn cancel_call(
         &self,
         who: &Caller,
         call_id: &str,
-        id: Option<String>,
-    ) -> Result<ServerFrame, AppError> {
+    ) -> Result<Option<CallEvent>, AppError> {
         let (call, deliveries) = self
             .with_registry(|registry| registry.cancel(call_id, who))
             .await??;
         self.deliver(deliveries);
         self.record_missed_call(call_id, call).await;
-        Ok(ServerFrame::Ok { id })
+        Ok(None)
     }
 
     async fn record_missed_call(&self, call_id: &str, call: super::rooms::Ringing) {
@@ -557,12 +513,12 @@ impl Calls {
     pub fn connection_closed(&self, who: &Caller) {
         let this = self.clone();
         let who = who.clone();
-        actix_web::rt::spawn(async move {
+        tokio::task::spawn_local(async move {
             let ringing = this
                 .read_registry(|registry| registry.ringing_from(who.conn))
                 .await;
             if let Ok(Some((call_id, caller))) = ringing {
-                let _ = this.cancel_call(&caller, &call_id, None).await;
+                let _ = this.cancel_call(&caller, &call_id).await;
             }
             let hold = !this.limits.grace.is_zero();
             let closed = this
@@ -580,8 +536,8 @@ impl Calls {
     fn expire_later(&self, held: HeldSeat) {
         let this = self.clone();
         let grace = self.limits.grace;
-        actix_web::rt::spawn(async move {
-            actix_web::rt::time::sleep(grace).await;
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(grace).await;
             if let Ok(deliveries) = this.with_registry(|registry| registry.expire(&held)).await {
                 this.deliver(deliveries);
             }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::calls::{CallEndReason, CallEvent, CallMedia, LeaveReason};
 use crate::error::{AppError, ErrorCode};
 
-use super::{Caller, Delivery, Registry, Room, Target, error, instance_of};
+use super::{Address, Caller, Delivery, Registry, Room, error, instance_of};
 
 /// Group call rooms are named under this reserved prefix.
 const GROUP_PREFIX: &str = "_group-";
@@ -58,7 +58,7 @@ fn stopped_ringing(
     users: impl IntoIterator<Item = i64>,
     reason: CallEndReason,
 ) -> Vec<Delivery> {
-    let to: Vec<Target> = users.into_iter().map(Target::User).collect();
+    let to: Vec<Address> = users.into_iter().map(Address::User).collect();
     if to.is_empty() {
         return Vec::new();
     }
@@ -157,7 +157,7 @@ impl Registry {
         };
         let view = room.view();
         let ring = Delivery {
-            to: ringing.into_iter().map(Target::User).collect(),
+            to: ringing.into_iter().map(Address::User).collect(),
             event: CallEvent::IncomingCall {
                 call_id,
                 from: who.username.clone(),
@@ -201,7 +201,7 @@ impl Registry {
         {
             call.ringing.swap_remove(at);
             deliveries.push(Delivery {
-                to: vec![Target::UserExcept {
+                to: vec![Address::UserExcept {
                     user_id: who.user_id,
                     conn: who.conn,
                 }],
@@ -229,7 +229,7 @@ impl Registry {
             .map(|c| c.call_id.clone())
             .unwrap_or_default();
         deliveries.push(Delivery {
-            to: vec![Target::Conn {
+            to: vec![Address::Conn {
                 user_id: who.user_id,
                 conn: who.conn,
             }],
@@ -288,7 +288,7 @@ impl Registry {
                 CallEndReason::Cancelled,
             ));
         }
-        let seats: Vec<(String, Option<Target>)> = room
+        let seats: Vec<(String, Option<Address>)> = room
             .members
             .iter()
             .filter(|m| m.user_id == user_id)
@@ -442,7 +442,7 @@ mod tests {
             }
         )));
         let stopped = registry.conversation_ring_timeout("c1");
-        assert_eq!(stopped[0].to, vec![Target::User(3)]);
+        assert_eq!(stopped[0].to, vec![Address::User(3)]);
         assert!(registry.conversation_ring_timeout("c1").is_empty(), "once");
     }
 

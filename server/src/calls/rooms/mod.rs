@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bus::ConnId;
+use crate::bus::{Address, ConnId};
 use crate::error::{AppError, ErrorCode, FieldError};
 
 use super::{CallEndReason, CallEvent, CallMedia, LeaveReason, MemberView, RoomView, SignalKind};
@@ -27,24 +27,9 @@ pub struct Caller {
     pub conn: ConnId,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Conn {
-        user_id: i64,
-        conn: ConnId,
-    },
-    /// Every connection of the user.
-    User(i64),
-    /// Every connection of the user but one.
-    UserExcept {
-        user_id: i64,
-        conn: ConnId,
-    },
-}
-
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    pub to: Vec<Target>,
+    pub to: Vec<Address>,
     pub event: CallEvent,
 }
 
@@ -76,8 +61,8 @@ impl Member {
         }
     }
 
-    fn target(&self) -> Option<Target> {
-        self.conn.map(|conn| Target::Conn {
+    fn target(&self) -> Option<Address> {
+        self.conn.map(|conn| Address::Conn {
             user_id: self.user_id,
             conn,
         })
@@ -117,7 +102,7 @@ impl Room {
         }
     }
 
-    fn targets_except(&self, peer_id: &str) -> Vec<Target> {
+    fn targets_except(&self, peer_id: &str) -> Vec<Address> {
         self.members
             .iter()
             .filter(|m| m.peer_id != peer_id)
@@ -703,7 +688,7 @@ impl Registry {
                 media,
             },
             vec![Delivery {
-                to: vec![Target::User(callee_id)],
+                to: vec![Address::User(callee_id)],
                 event: CallEvent::IncomingCall {
                     call_id,
                     from: caller.username.clone(),
@@ -766,7 +751,7 @@ impl Registry {
             })
             .chain(std::iter::once(Delivery {
                 // Every other device of the callee stops ringing.
-                to: vec![Target::UserExcept {
+                to: vec![Address::UserExcept {
                     user_id: who.user_id,
                     conn: who.conn,
                 }],
@@ -840,7 +825,7 @@ fn ended(
 ) -> Vec<Delivery> {
     vec![
         Delivery {
-            to: vec![Target::Conn {
+            to: vec![Address::Conn {
                 user_id: call.caller.user_id,
                 conn: call.caller.conn,
             }],
@@ -850,7 +835,7 @@ fn ended(
             },
         },
         Delivery {
-            to: vec![Target::User(call.callee_id)],
+            to: vec![Address::User(call.callee_id)],
             event: CallEvent::CallEnded {
                 call_id: call_id.to_string(),
                 reason: to_callee,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::calls::CallEvent;
 use crate::chat::Target;
 use crate::error::{AppError, ErrorCode};
 use crate::ws::protocol::{ClientFrame, ServerFrame, frame_id, parse_client_frame};
@@ -15,6 +16,15 @@ use super::{Connection, Gone, MAX_STRIKES, close, error_frame};
 
 /// One "typing" per target per this interval is relayed.
 const TYPING_THROTTLE: Duration = Duration::from_secs(2);
+
+/// The answer to a call frame: the reply event as its frame, `ok`, or the error.
+fn call_frame(id: Option<String>, result: Result<Option<CallEvent>, AppError>) -> ServerFrame {
+    match result {
+        Ok(Some(event)) => ServerFrame::from_call(event, id),
+        Ok(None) => ServerFrame::Ok { id },
+        Err(err) => error_frame(id, &err),
+    }
+}
 
 /// A frame that must name its conversation one way, and named it both ways or neither.
 fn one_target_error(id: Option<String>) -> ServerFrame {
@@ -110,49 +120,33 @@ impl Connection {
                 let result = self
                     .realtime()
                     .calls
-                    .create_room(&self.caller(), &name, id.clone())
+                    .create_room(&self.caller(), &name)
                     .await;
-                self.reply(id, result).await?;
+                self.send(&call_frame(id, result)).await?;
             }
             ClientFrame::RoomJoin { name } => {
-                let result = self
-                    .realtime()
-                    .calls
-                    .join_room(&self.caller(), &name, id.clone())
-                    .await;
-                self.reply(id, result).await?;
+                let result = self.realtime().calls.join_room(&self.caller(), &name).await;
+                self.send(&call_frame(id, result)).await?;
             }
             ClientFrame::RoomRejoin { name, peer_id } => {
                 let result = self
                     .realtime()
                     .calls
-                    .rejoin_room(&self.caller(), &name, &peer_id, id.clone())
+                    .rejoin_room(&self.caller(), &name, &peer_id)
                     .await;
-                self.reply(id, result).await?;
+                self.send(&call_frame(id, result)).await?;
             }
             ClientFrame::RoomLeave {} => {
-                let result = self
-                    .realtime()
-                    .calls
-                    .leave_room(&self.caller(), id.clone())
-                    .await;
-                self.reply(id, result).await?;
+                let result = self.realtime().calls.leave_room(&self.caller()).await;
+                self.send(&call_frame(id, result)).await?;
             }
             ClientFrame::RoomEnd {} => {
-                let result = self
-                    .realtime()
-                    .calls
-                    .end_room(&self.caller(), id.clone())
-                    .await;
-                self.reply(id, result).await?;
+                let result = self.realtime().calls.end_room(&self.caller()).await;
+                self.send(&call_frame(id, result)).await?;
             }
             ClientFrame::SessionStart {} => {
-                let result = self
-                    .realtime()
-                    .calls
-                    .start_session(&self.caller(), id.clone())
-                    .await;
-                self.reply(id, result).await?;
+                let result = self.realtime().calls.start_session(&self.caller()).await;
+                self.send(&call_frame(id, result)).await?;
             }
             ClientFrame::Signal { to, kind, payload } => {
                 let result = self
@@ -170,9 +164,9 @@ impl Connection {
                 let result = self
                     .realtime()
                     .calls
-                    .peer_state(&self.caller(), (muted, camera, screen), id.clone())
+                    .peer_state(&self.caller(), (muted, camera, screen))
                     .await;
-                self.reply(id, result).await?;
+                self.send(&call_frame(id, result)).await?;
             }
             ClientFrame::Call {
                 to,
@@ -187,10 +181,7 @@ impl Connection {
                         (None, Some(to)) => Target::User(to),
                         _ => return Some(one_target_error(id)),
                     };
-                    Some(match calls.call(&caller, target, media, id.clone()).await {
-                        Ok(frame) => frame,
-                        Err(err) => error_frame(id, &err),
-                    })
+                    Some(call_frame(id, calls.call(&caller, target, media).await))
                 });
             }
             ClientFrame::CallAccept { call_id } => {
@@ -205,20 +196,15 @@ impl Connection {
                 let result = self
                     .realtime()
                     .calls
-                    .decline_call(&self.caller(), &call_id, id.clone())
+                    .decline_call(&self.caller(), &call_id)
                     .await;
-                self.reply(id, result).await?;
+                self.send(&call_frame(id, result)).await?;
             }
             ClientFrame::CallCancel { call_id } => {
                 let calls = self.realtime().calls.clone();
                 let caller = self.caller();
                 self.start(async move {
-                    Some(
-                        match calls.cancel_call(&caller, &call_id, id.clone()).await {
-                            Ok(frame) => frame,
-                            Err(err) => error_frame(id, &err),
-                        },
-                    )
+                    Some(call_frame(id, calls.cancel_call(&caller, &call_id).await))
                 });
             }
             ClientFrame::Typing {

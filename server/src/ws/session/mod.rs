@@ -360,19 +360,6 @@ impl Connection {
         }
         Ready::Nothing
     }
-
-    /// Sends the reply to a frame: the frame itself, or an error carrying the frame's `id`.
-    async fn reply(
-        &mut self,
-        id: Option<String>,
-        result: Result<ServerFrame, AppError>,
-    ) -> Result<(), Gone> {
-        match result {
-            Ok(frame) => self.send(&frame).await,
-            Err(err) => self.send(&error_frame(id, &err)).await,
-        }
-    }
-
     /// Sends an error for a frame whose success needs no reply.
     async fn reply_on_error(
         &mut self,
