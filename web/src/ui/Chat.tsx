@@ -71,6 +71,8 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
   };
 
   let lastDay = '';
+  // In a group, the name and face of a sender head each run of their messages.
+  let lastSender: string | null = null;
   return (
     <section class="chat" aria-label={`Conversation with ${name}`} data-testid="chat-view">
       <header class="chat-header">
@@ -182,6 +184,9 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
           const day = new Date(created).toDateString();
           const sep = day !== lastDay;
           lastDay = day;
+          const sender = it.kind === 'msg' && isMessage(it.m) ? it.m.from : null;
+          const firstOfRun = sep || sender !== lastSender;
+          lastSender = sender;
           return (
             <Fragment key={it.kind === 'msg' ? `m${it.m.id}` : `p${it.p.client_msg_id}`}>
               {sep && (
@@ -191,7 +196,12 @@ export function ChatView({ session, peer, onBack }: { session: Session; peer: st
               )}
               {it.kind === 'msg' ? (
                 isMessage(it.m) ? (
-                  <Bubble m={it.m} own={it.m.from === s.me} state={it.m.from === s.me ? delivery(s, it.m) : null} showSender={group && it.m.from !== s.me} />
+                  <Bubble
+                    m={it.m}
+                    own={it.m.from === s.me}
+                    state={it.m.from === s.me ? delivery(s, it.m) : null}
+                    sender={group && it.m.from !== s.me ? (firstOfRun ? 'first' : 'more') : null}
+                  />
                 ) : (
                   <div class="system-msg neutral" data-testid="group-event" data-kind={it.m.kind} data-id={it.m.id}>
                     {describeChange(s.me, it.m)} · {timeOf(it.m.created_at)}
@@ -300,7 +310,9 @@ function MembersPanel({ session, id, me, version }: { session: Session; id: numb
   );
 }
 
-function Bubble({ m, own, state, showSender }: { m: MessageView; own: boolean; state: string | null; showSender: boolean }) {
+/** `sender`: in a group, whether this message heads a run of its sender's (name and face shown)
+ * or follows one; `null` elsewhere. */
+function Bubble({ m, own, state, sender }: { m: MessageView; own: boolean; state: string | null; sender: 'first' | 'more' | null }) {
   if (m.kind === 'missed_call') {
     return (
       <div class="system-msg" data-testid="missed-call" data-id={m.id}>
@@ -309,9 +321,10 @@ function Bubble({ m, own, state, showSender }: { m: MessageView; own: boolean; s
     );
   }
   return (
-    <div class={`bubble-row ${own ? 'own' : 'peer'}`} data-testid="message" data-id={m.id} data-own={own ? 'true' : 'false'}>
+    <div class={`bubble-row ${own ? 'own' : 'peer'}${sender ? ' in-group' : ''}`} data-testid="message" data-id={m.id} data-own={own ? 'true' : 'false'}>
+      {sender && <span class="face">{sender === 'first' && <Avatar name={m.from} size={28} />}</span>}
       <div class="bubble">
-        {showSender && (
+        {sender === 'first' && (
           <span class="sender small" data-testid="sender">
             {m.from}
           </span>
