@@ -553,14 +553,17 @@ class Bench:
                      setup="2 instances + Redis")
 
     def profile(self):
-        """System-wide perf profiles while pychat runs dm (PostgreSQL) and fan-out (k=100): which
-        process gets the two cores, and pychat's hottest functions."""
+        """System-wide perf profiles while pychat runs dm (PostgreSQL), fan-out (k=100) and stored
+        group fan-out (10 groups of 100, PostgreSQL): which process gets the two cores, and
+        pychat's hottest functions."""
         if subprocess.run(["perf", "--version"], capture_output=True).returncode != 0:
             log("perf missing: no profiles")
             return
         for name, backend, args in (
             ("dm", "postgres", ["dm", "--pairs", 10, "--rate", 0, "--duration", 8]),
             ("fanout", "sqlite", ["fanout", "--listeners", 100, "--rate", 0, "--window", 16, "--duration", 8]),
+            ("groups", "postgres", ["groups", "--members", 100, "--groups", 10, "--rate", 0, "--window", 16,
+                                    "--duration", 8]),
         ):
             with self.pychat(backend) as servers:
                 cmd, gen = self.spawn("pychat", servers, *args)
