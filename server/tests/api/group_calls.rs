@@ -28,6 +28,27 @@ async fn group(app: &TestApp, owner: &Session, members: &[&str]) -> i64 {
     created.body["id"].as_i64().expect("id")
 }
 
+/// Alice, Bob and Carol, and the group Alice made with the other two.
+struct Trio {
+    alice: Session,
+    bob: Session,
+    carol: Session,
+    group: i64,
+}
+
+async fn trio(app: &TestApp) -> Trio {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let group = group(app, &alice, &["bob", "carol"]).await;
+    Trio {
+        alice,
+        bob,
+        carol,
+        group,
+    }
+}
+
 fn call_group(group: i64) -> Value {
     json!({"type": "call", "conversation_id": group, "media": "video"})
 }
@@ -47,11 +68,13 @@ fn usernames(room: &Value) -> Vec<&str> {
 }
 
 async fn a_group_call_rings_every_member_and_any_member_joins_while_it_lasts(app: TestApp) {
-    let alice = app.register("alice").await;
-    let bob = app.register("bob").await;
-    let carol = app.register("carol").await;
+    let Trio {
+        alice,
+        bob,
+        carol,
+        group: id,
+    } = trio(&app).await;
     let dave = app.register("dave").await;
-    let id = group(&app, &alice, &["bob", "carol"]).await;
     let mut a = app.connect(&alice, None).await;
     let mut b = app.connect(&bob, None).await;
     let mut c = app.connect(&carol, None).await;
@@ -169,10 +192,12 @@ async fn declining_stops_only_your_ringing_and_a_removed_member_cannot_get_in() 
     let app = spawn_app_with(Backend::Sqlite, adjust)
         .await
         .expect("sqlite");
-    let alice = app.register("alice").await;
-    let bob = app.register("bob").await;
-    let carol = app.register("carol").await;
-    let id = group(&app, &alice, &["bob", "carol"]).await;
+    let Trio {
+        alice,
+        bob,
+        carol,
+        group: id,
+    } = trio(&app).await;
     let mut a = app.connect(&alice, None).await;
     let mut b1 = app.connect(&bob, None).await;
     let mut b2 = app.connect(&bob, None).await;
@@ -249,10 +274,12 @@ async fn a_member_removed_or_leaving_during_the_call_is_put_out_of_it() {
     let app = spawn_app_with(Backend::Sqlite, |_| {})
         .await
         .expect("sqlite");
-    let alice = app.register("alice").await;
-    let bob = app.register("bob").await;
-    let carol = app.register("carol").await;
-    let id = group(&app, &alice, &["bob", "carol"]).await;
+    let Trio {
+        alice,
+        bob,
+        carol,
+        group: id,
+    } = trio(&app).await;
     let mut a = app.connect(&alice, None).await;
     let mut b = app.connect(&bob, None).await;
     let mut c = app.connect(&carol, None).await;
