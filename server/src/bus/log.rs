@@ -27,15 +27,17 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
-    /// The entries of a stored event, each frame serialised here, once: one `message` to every
-    /// recipient, or for a read, the reader's `read_state` and (in a direct conversation) the
-    /// other member's `read_receipt` as two entries of the same id.
-    pub fn of_event(
+    /// Appends the entries of a stored event to `entries`, each frame serialised here, once:
+    /// one `message` to every recipient, or for a read, the reader's `read_state` and (in a
+    /// direct conversation) the other member's `read_receipt` as two entries of the same id.
+    /// (Appended, not returned: a message costs no allocation of its own here.)
+    pub fn append_event(
+        entries: &mut Vec<Self>,
         message: MessageView,
         sender_id: i64,
         recipients: Arc<[i64]>,
         except: ConnId,
-    ) -> Vec<Self> {
+    ) {
         let id = message.id;
         let entry = |recipients: Arc<[i64]>, for_reader: bool, message: MessageView| Self {
             id,
@@ -45,7 +47,8 @@ impl LogEntry {
             frame: ServerFrame::of_event(message, for_reader).to_text(),
         };
         if !message.kind.is_read() {
-            return vec![entry(recipients, false, message)];
+            entries.push(entry(recipients, false, message));
+            return;
         }
         // A read in a group is the reader's own business.
         let others: Vec<i64> = recipients
@@ -53,11 +56,10 @@ impl LogEntry {
             .copied()
             .filter(|&r| r != sender_id && message.kind == MessageKind::Read)
             .collect();
-        let mut entries = vec![entry(Arc::from([sender_id]), true, message.clone())];
+        entries.push(entry(Arc::from([sender_id]), true, message.clone()));
         if !others.is_empty() {
             entries.push(entry(Arc::from(others), false, message));
         }
-        entries
     }
 }
 

@@ -488,14 +488,14 @@ impl LogSource for StoredLog {
                 Some(row) if rows.len() >= limit => row.seq,
                 _ => upto,
             };
-            let entries = rows
+            let mut entries = Vec::with_capacity(rows.len());
+            for ((row, message), recipients) in rows
                 .iter()
                 .zip(views(directory, conn, &rows)?)
                 .zip(recipients(conn, &rows)?)
-                .flat_map(|((row, message), recipients)| {
-                    LogEntry::of_event(message, row.sender_id, recipients.into(), 0)
-                })
-                .collect();
+            {
+                LogEntry::append_event(&mut entries, message, row.sender_id, recipients.into(), 0);
+            }
             Ok(LogBatch {
                 prev: after,
                 last,

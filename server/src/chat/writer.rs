@@ -427,12 +427,13 @@ fn deliver(shared: &Shared, ready: Released<Release>) {
     for release in ready.items {
         if let (Some(to), Ok(stored)) = (&release.log, &release.outcome) {
             cluster_prev = cluster_prev.or(Some(to.prev));
-            entries.extend(LogEntry::of_event(
+            LogEntry::append_event(
+                &mut entries,
                 stored.message.clone(),
                 to.sender_id,
                 to.recipients.clone(),
                 to.except,
-            ));
+            );
         }
         if let Some(reply) = release.reply {
             // The sender may have gone; the message is stored and is delivered regardless.
